@@ -1,0 +1,380 @@
+//! Deployment configuration (`pipelines/tip.toml`), the organisation registry and partner
+//! pipelines. Everything is reviewed TOML read with `deny_unknown_fields`: a typo in a partner
+//! file is an error naming the file and the key, never a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration tip runs with when `pipelines/tip.toml` is absent.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../pipelines/tip.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TipConfig {
+    pub lake: LakeConfig,
+    pub key: KeyConfig,
+    #[serde(default)]
+    pub paths: PathsConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Directory that relative paths are resolved against (where tip was started).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub file: PathBuf,
+    #[serde(default)]
+    pub create_dev_key: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    pub schemas: PathBuf,
+    pub organisations: PathBuf,
+    pub partners: PathBuf,
+    pub presets: PathBuf,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            schemas: "schemas".into(),
+            organisations: "pipelines/organisations.toml".into(),
+            partners: "pipelines/partners".into(),
+            presets: "pipelines/presets".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub batch_rows: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { batch_rows: 8192 }
+    }
+}
+
+impl TipConfig {
+    /// Reads the configuration file; when `path` is the default and does not exist, the
+    /// embedded default is used.
+    pub fn load(path: &Path, is_default_path: bool) -> Result<TipConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if is_default_path && e.kind() == std::io::ErrorKind::NotFound => {
+                EMBEDDED_DEFAULT.to_string()
+            }
+            Err(source) => return Err(ConfigError::Read { file, source }),
+        };
+        let mut cfg: TipConfig = parse_toml(&file, &text)?;
+        cfg.base_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        if cfg.ingest.batch_rows == 0 {
+            return Err(ConfigError::Invalid {
+                file,
+                message: "ingest.batch_rows must be at least 1".into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.to_string(),
+        // toml's message names the key and the line; it quotes config text only, never data.
+        message: e.to_string().trim().replace('\n', " "),
+    })
+}
+
+pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse_toml(&file, &text)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Organisation registry
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Organisation {
+    pub org_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub org_type: String,
+    pub country: String,
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    organisation: Vec<Organisation>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub organisations: Vec<Organisation>,
+    by_id: BTreeMap<String, usize>,
+}
+
+impl Registry {
+    pub fn load(path: &Path) -> Result<Registry, ConfigError> {
+        let f: RegistryFile = read_toml(path)?;
+        Registry::from_list(f.organisation, &path.display().to_string())
+    }
+
+    pub fn from_list(organisations: Vec<Organisation>, file: &str) -> Result<Registry, ConfigError> {
+        let mut by_id = BTreeMap::new();
+        for (i, o) in organisations.iter().enumerate() {
+            if by_id.insert(o.org_id.clone(), i).is_some() {
+                return Err(ConfigError::Invalid {
+                    file: file.into(),
+                    message: format!("organisation {} is listed twice", o.org_id),
+                });
+            }
+        }
+        Ok(Registry {
+            organisations,
+            by_id,
+        })
+    }
+
+    pub fn get(&self, org_id: &str) -> Option<&Organisation> {
+        self.by_id.get(org_id).map(|&i| &self.organisations[i])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partner pipelines
+
+/// How a partner's files are laid out. Every field is optional so a feed can override the
+/// pipeline's format and a preset can supply one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatOptions {
+    pub kind: Option<String>,
+    pub delimiter: Option<String>,
+    pub encoding: Option<String>,
+    pub date_formats: Option<Vec<String>>,
+    pub decimal_separator: Option<String>,
+    pub list_separator: Option<String>,
+    pub sheet: Option<String>,
+    pub sheet_index: Option<usize>,
+    pub header_row: Option<usize>,
+    pub first_data_row: Option<usize>,
+}
+
+impl FormatOptions {
+    /// `self` with unset options taken from `base`.
+    pub fn or(&self, base: &FormatOptions) -> FormatOptions {
+        FormatOptions {
+            kind: self.kind.clone().or_else(|| base.kind.clone()),
+            delimiter: self.delimiter.clone().or_else(|| base.delimiter.clone()),
+            encoding: self.encoding.clone().or_else(|| base.encoding.clone()),
+            date_formats: self.date_formats.clone().or_else(|| base.date_formats.clone()),
+            decimal_separator: self
+                .decimal_separator
+                .clone()
+                .or_else(|| base.decimal_separator.clone()),
+            list_separator: self
+                .list_separator
+                .clone()
+                .or_else(|| base.list_separator.clone()),
+            sheet: self.sheet.clone().or_else(|| base.sheet.clone()),
+            sheet_index: self.sheet_index.or(base.sheet_index),
+            header_row: self.header_row.or(base.header_row),
+            first_data_row: self.first_data_row.or(base.first_data_row),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A directory the ingestion job pulls new files from.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    #[serde(rename = "type")]
+    pub record_type: String,
+    /// File name pattern (`*` and `?` wildcards) inside the source directory.
+    pub files: String,
+    pub preset: Option<String>,
+    pub sheet: Option<String>,
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    #[serde(default)]
+    pub values: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    pub impute: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub name: String,
+    pub partner: String,
+    #[serde(default)]
+    pub description: String,
+    pub schedule: Option<String>,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub format: FormatOptions,
+    #[serde(rename = "feed")]
+    pub feeds: Vec<FeedConfig>,
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// A named mapping that ships with tip (for example `htcds-v2`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetConfig {
+    #[serde(default)]
+    pub format: FormatOptions,
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    #[serde(default)]
+    pub values: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    pub impute: BTreeMap<String, String>,
+}
+
+pub fn load_pipelines(dir: &Path) -> Result<Vec<PipelineConfig>, ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Read {
+        file: dir.display().to_string(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut out: Vec<PipelineConfig> = Vec::new();
+    for f in files {
+        let mut p: PipelineConfig = read_toml(&f)?;
+        p.file = f.clone();
+        if out.iter().any(|o| o.name == p.name) {
+            return Err(ConfigError::Invalid {
+                file: f.display().to_string(),
+                message: format!("pipeline name {} is used twice", p.name),
+            });
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+pub fn load_preset(presets_dir: &Path, name: &str) -> Result<PresetConfig, ConfigError> {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ConfigError::Invalid {
+            file: presets_dir.display().to_string(),
+            message: format!("preset name {name:?} is not valid"),
+        });
+    }
+    read_toml(&presets_dir.join(format!("{name}.toml")))
+}
+
+/// Matches a file name against a pattern with `*` and `?` wildcards.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0usize, 0usize);
+    let (mut star, mut mark) = (None::<usize>, 0usize);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("bylos_*.csv", "bylos_2025.csv"));
+        assert!(!wildcard_match("bylos_*.csv", "paslaugos_2025.csv"));
+        assert!(wildcard_match("*.xlsx", "a.xlsx"));
+        assert!(!wildcard_match("*.xlsx", "a.xlsx.bak"));
+        assert!(wildcard_match("a?c", "abc"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = parse_toml::<TipConfig>(
+            "tip.toml",
+            "[lake]\nlocation='x'\nlocaton='y'\n[key]\nfile='k'\n",
+        )
+        .unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("tip.toml") && s.contains("locaton"), "{s}");
+    }
+}

@@ -1,0 +1,330 @@
+//! The `tip` command line. Only argument parsing and printing live here.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Parser, Subcommand};
+
+use tip::config::{FormatOptions, TipConfig};
+use tip::ingest::{self, Context, FileReport, FileStatus, Submission};
+use tip::lake::AsOf;
+use tip::mapping::Mapping;
+use tip::query::{OutputFormat, Session};
+use tip::source::Format;
+
+const DEFAULT_CONFIG: &str = "pipelines/tip.toml";
+
+#[derive(Parser)]
+#[command(name = "tip", version, about = "Anonymised trafficking-in-persons intelligence pipeline")]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG, env = "TIP_CONFIG")]
+    config: PathBuf,
+    /// Lake directory or URL (overrides the configuration).
+    #[arg(long, global = true, env = "TIP_LAKE")]
+    lake: Option<String>,
+    /// Pseudonymisation key file (overrides the configuration and TIP_KEY).
+    #[arg(long = "key-file", global = true)]
+    key_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run partner pipelines: pull new files, map, validate, pseudonymise, commit.
+    Ingest {
+        /// Only these pipelines (default: all).
+        #[arg(long = "pipeline")]
+        pipelines: Vec<String>,
+    },
+    /// Ingest files in the canonical layout (or an HTCDS template) for one partner.
+    Load {
+        #[arg(long)]
+        partner: String,
+        #[arg(long = "type")]
+        record_type: String,
+        /// csv, json, ndjson, xlsx or htcds-v2 (default: from the file extension).
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Read-only SQL over the lake.
+    Query {
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Read the SQL from a file.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Delta version number or timestamp to read the lake as of.
+        #[arg(long = "as-of")]
+        as_of: Option<String>,
+        sql: Option<String>,
+    },
+    /// The tables and their columns.
+    Tables,
+    /// Synthetic partner reports for demos, tests and benchmarks.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        /// Approximate number of persons (children and adults) to generate.
+        #[arg(long, default_value_t = 600)]
+        rows: usize,
+        #[arg(long, default_value_t = 2025)]
+        seed: u64,
+    },
+    /// Key management.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Write a fresh 256-bit key file (mode 0600).
+    New { path: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TIP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,deltalake=error,datafusion=error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tip: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, no chain of causes that could carry input.
+            eprintln!("tip: {}", e.to_string().replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn context(cli: &Cli) -> anyhow::Result<Context> {
+    let is_default = cli.config == PathBuf::from(DEFAULT_CONFIG);
+    let cfg = TipConfig::load(&cli.config, is_default)?;
+    let ctx = Context::open(cfg, cli.lake.as_deref(), cli.key_file.as_deref()).await?;
+    if ctx.dev_key {
+        eprintln!(
+            "tip: WARNING: using a DEVELOPMENT pseudonymisation key ({}). Not for production: create one with `tip key new PATH`, keep it apart from the lake, and set key.create_dev_key = false.",
+            ctx.config.key.file.display()
+        );
+    }
+    Ok(ctx)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Key { command: KeyCommand::New { path } } => {
+            let k = tip::pseudonym::Key::write_new(path)?;
+            eprintln!("tip: wrote a new key to {} (key version {})", path.display(), k.version());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate { out, rows, seed } => {
+            let truth = tip::generate::generate(out, *rows, *seed)?;
+            println!(
+                "generated {} persons, {} rows in {} files ({} planted bad rows) under {}",
+                truth.persons,
+                truth.files.iter().map(|f| f.rows).sum::<u64>(),
+                truth.files.len(),
+                truth.files.iter().map(|f| f.bad_rows.len()).sum::<usize>(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { pipelines } => {
+            let ctx = context(&cli).await?;
+            let reports = ingest::run_pipelines(&ctx, pipelines).await?;
+            let mut rejected = false;
+            for p in &reports {
+                println!("pipeline {} (partner {})", p.name, p.partner);
+                if p.files.is_empty() {
+                    println!("  no files");
+                }
+                for f in &p.files {
+                    rejected |= matches!(f.status, FileStatus::Rejected(_));
+                    print_file(f);
+                }
+            }
+            print_trend(&ctx).await?;
+            Ok(if rejected { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Load { partner, record_type, format, files } => {
+            let ctx = context(&cli).await?;
+            let record = ctx.record(record_type)?.clone();
+            let mut rejected = false;
+            for path in files {
+                let fmt = match format.as_deref() {
+                    Some(f) => f.to_string(),
+                    None => path
+                        .extension()
+                        .map(|e| e.to_string_lossy().to_lowercase())
+                        .ok_or_else(|| anyhow!("{}: cannot tell the format; give --format", path.display()))?,
+                };
+                let mapping = if fmt == "htcds-v2" {
+                    let preset = tip::config::load_preset(&ctx.config.resolve(&ctx.config.paths.presets), "htcds-v2")?;
+                    let feed = tip::config::FeedConfig {
+                        record_type: record_type.clone(),
+                        files: "*".into(),
+                        preset: Some("htcds-v2".into()),
+                        sheet: None,
+                        columns: Default::default(),
+                        values: Default::default(),
+                        impute: Default::default(),
+                    };
+                    Mapping::for_feed("htcds-v2 preset", &record, &feed, &FormatOptions::default(), Some(&preset))?
+                } else {
+                    let f = Format::parse(&fmt).ok_or_else(|| anyhow!("unknown format {fmt:?} (csv, json, ndjson, xlsx, htcds-v2)"))?;
+                    Mapping::canonical(&record, f, FormatOptions::default())
+                };
+                let sub = Submission { partner, mapping: &mapping, channel: "load" };
+                let report = ingest::ingest_file(&ctx, &sub, path).await?;
+                rejected |= matches!(report.status, FileStatus::Rejected(_));
+                print_file(&report);
+            }
+            if rejected {
+                let first = "one or more files were rejected; nothing of them was committed";
+                eprintln!("tip: {first}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Query { format, file, as_of, sql } => {
+            let fmt = OutputFormat::parse(format).ok_or_else(|| anyhow!("unknown --format {format:?} (table, csv, json, ndjson)"))?;
+            let ctx = context(&cli).await?;
+            let as_of = as_of.as_deref().map(AsOf::parse).transpose()?;
+            let session = Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, as_of.as_ref()).await?;
+            let text = match (file, sql) {
+                (Some(f), None) => std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?,
+                (None, Some(s)) => s.clone(),
+                (Some(_), Some(_)) => bail!("give SQL or -f FILE, not both"),
+                (None, None) => {
+                    if std::io::stdin().is_terminal() {
+                        return shell(&session, fmt).await;
+                    }
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s)?;
+                    s
+                }
+            };
+            let batches = session.run(text.trim().trim_end_matches(';')).await?;
+            std::io::stdout().write_all(&tip::query::render(&batches, fmt)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tables => {
+            let ctx = context(&cli).await?;
+            print_tables(&ctx);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A minimal interactive shell: statements end with `;` and may span lines.
+async fn shell(session: &Session, fmt: OutputFormat) -> anyhow::Result<ExitCode> {
+    let stdin = std::io::stdin();
+    let mut buf = String::new();
+    eprintln!("tip query shell: end statements with ';', quit with \\q or Ctrl-D");
+    loop {
+        eprint!("{}", if buf.is_empty() { "tip> " } else { "...> " });
+        let mut line = String::new();
+        if stdin.read_line(&mut line)? == 0 {
+            break;
+        }
+        if buf.is_empty() && line.trim() == "\\q" {
+            break;
+        }
+        buf.push_str(&line);
+        if line.trim_end().ends_with(';') {
+            let sql = buf.trim().trim_end_matches(';').to_string();
+            buf.clear();
+            match session.run(&sql).await {
+                Ok(b) => std::io::stdout().write_all(&tip::query::render(&b, fmt)?)?,
+                Err(e) => eprintln!("{e}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_file(f: &FileReport) {
+    match &f.status {
+        FileStatus::Unchanged => println!("  {} [{}]: unchanged (already ingested)", f.file, f.record_type),
+        FileStatus::Rejected(reason) => {
+            println!("  {} [{}]: REJECTED: {reason}", f.file, f.record_type);
+            eprintln!("tip: {reason}");
+        }
+        FileStatus::Committed => {
+            let period = f.period.as_ref().map(|(a, b)| if a == b { a.clone() } else { format!("{a}..{b}") }).unwrap_or_else(|| "-".into());
+            println!(
+                "  {} [{}]: {} rows read, {} accepted, {} quarantined; period {period}; table version {}",
+                f.file,
+                f.record_type,
+                f.rows_read,
+                f.rows_accepted,
+                f.rows_quarantined(),
+                f.table_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+            );
+            if !f.imputed.is_empty() {
+                println!(
+                    "    note: {} filled in from the submission date (the layout has no such column)",
+                    f.imputed.iter().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            const SHOWN: usize = 20;
+            for i in f.issues.iter().take(SHOWN) {
+                println!("    {} row {}, field {}: {}", f.file, i.row, i.field, i.reason);
+            }
+            if f.issues.len() > SHOWN {
+                println!("    ... and {} more (table quarantine)", f.issues.len() - SHOWN);
+            }
+        }
+    }
+}
+
+async fn print_trend(ctx: &Context) -> anyhow::Result<()> {
+    let session = Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, None).await?;
+    let sql = "SELECT period AS month, count(*) AS case_reports, count(DISTINCT person_id) AS persons, \
+               count(DISTINCT CASE WHEN is_minor THEN person_id END) AS children, \
+               count(DISTINCT reporting_country) AS countries \
+               FROM cases WHERE period <> 'unknown' GROUP BY period ORDER BY period";
+    let batches = session.run(sql).await?;
+    println!("\ncases by month (all partners; persons counted once per month by person_id)");
+    std::io::stdout().write_all(&tip::query::render(&batches, OutputFormat::Table)?)?;
+    Ok(())
+}
+
+fn print_tables(ctx: &Context) {
+    for r in ctx.catalog.records.values() {
+        println!("{} — {}", r.table, r.description);
+        let stored = r.stored_schema();
+        for f in stored.fields() {
+            let (class, desc) = match r.field(f.name()) {
+                Some(d) => (d.class.as_str(), d.description.clone()),
+                None => match tip::schema::PROVENANCE.iter().find(|(p, _)| p == f.name()) {
+                    Some((_, d)) => ("provenance", d.to_string()),
+                    None => ("pseudonym", "Keyed pseudonym (HMAC-SHA-256); see README, Privacy model.".into()),
+                },
+            };
+            println!("  {:<22} {:<28} {:<11} {}", f.name(), format!("{}", f.data_type()), class, desc);
+        }
+        println!();
+    }
+    println!("submissions — the ledger: one row per file committed (partner, record type, SHA-256, rows, period, table version)");
+    println!("quarantine — rejected rows: submission, row number, field and reason code (never the value)");
+    println!("organisations — the organisation registry: org_id, name, type, country, region");
+}

@@ -1,0 +1,240 @@
+//! Analyst SQL over the lake (DataFusion). Every session registers the record tables, the
+//! ledger, the quarantine report and the organisation registry. The gate lets through only
+//! SELECT, WITH, EXPLAIN, SHOW and DESCRIBE: no DDL, DML, COPY or SET, and no reading files by
+//! path (DataFusion's URL tables stay disabled).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::Statement;
+
+use crate::config::Registry;
+use crate::lake::{self, AsOf, Lake};
+use crate::schema::Catalog;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("SQL error: {0}")]
+    Sql(String),
+    #[error(transparent)]
+    Lake(#[from] lake::LakeError),
+    #[error("{0}")]
+    Output(String),
+}
+
+/// A read-only analyst session.
+pub struct Session {
+    pub ctx: SessionContext,
+}
+
+impl Session {
+    pub async fn open(
+        lake: &Lake,
+        catalog: &Catalog,
+        registry: &Registry,
+        as_of: Option<&AsOf>,
+    ) -> Result<Session, QueryError> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("tip", "lake");
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let mut tables: Vec<String> = catalog.records.values().map(|r| r.table.clone()).collect();
+        tables.push(lake::LEDGER.into());
+        tables.push(lake::QUARANTINE.into());
+        for name in &tables {
+            let t = lake.table(name, as_of).await?;
+            t.update_datafusion_session(&ctx.state())
+                .map_err(|e| QueryError::Sql(e.to_string()))?;
+            let provider = t
+                .table_provider()
+                .await
+                .map_err(|e| QueryError::Sql(e.to_string()))?;
+            ctx.register_table(name.as_str(), provider)
+                .map_err(|e| QueryError::Sql(e.to_string()))?;
+        }
+        ctx.register_table("organisations", Arc::new(organisations_table(registry)?))
+            .map_err(|e| QueryError::Sql(e.to_string()))?;
+        Ok(Session { ctx })
+    }
+
+    /// Runs one statement through the gate.
+    pub async fn run(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        gate(sql)?;
+        let opts = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = self
+            .ctx
+            .sql_with_options(sql, opts)
+            .await
+            .map_err(|e| refuse_or_sql(e.to_string()))?;
+        df.collect().await.map_err(|e| QueryError::Sql(e.to_string()))
+    }
+}
+
+fn refuse_or_sql(msg: String) -> QueryError {
+    if msg.contains("not supported") && (msg.contains("DDL") || msg.contains("DML") || msg.contains("Statement")) {
+        QueryError::Refused(msg)
+    } else {
+        QueryError::Sql(msg)
+    }
+}
+
+/// Accepts exactly one read-only statement.
+pub fn gate(sql: &str) -> Result<(), QueryError> {
+    let stmts = DFParser::parse_sql(sql).map_err(|e| QueryError::Sql(e.to_string()))?;
+    if stmts.len() != 1 {
+        return Err(QueryError::Refused(format!(
+            "exactly one statement per query ({} given)",
+            stmts.len()
+        )));
+    }
+    let ok = match &stmts[0] {
+        DFStatement::Statement(s) => matches!(
+            s.as_ref(),
+            Statement::Query(_)
+                | Statement::ShowTables { .. }
+                | Statement::ShowColumns { .. }
+                | Statement::ExplainTable { .. }
+        ) || matches!(s.as_ref(), Statement::Explain { statement, analyze: false, .. } if matches!(statement.as_ref(), Statement::Query(_))),
+        DFStatement::Explain(e) => matches!(
+            e.statement.as_ref(),
+            DFStatement::Statement(s) if matches!(s.as_ref(), Statement::Query(_))
+        ),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(QueryError::Refused(
+            "only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE are allowed; the lake is read-only".into(),
+        ))
+    }
+}
+
+fn organisations_table(registry: &Registry) -> Result<MemTable, QueryError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("org_id", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("country", DataType::Utf8, false),
+        Field::new("region", DataType::Utf8, true),
+    ]));
+    let o = &registry.organisations;
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(o.iter().map(|x| x.org_id.as_str()))),
+            Arc::new(StringArray::from_iter_values(o.iter().map(|x| x.name.as_str()))),
+            Arc::new(StringArray::from_iter_values(o.iter().map(|x| x.org_type.as_str()))),
+            Arc::new(StringArray::from_iter_values(o.iter().map(|x| x.country.as_str()))),
+            Arc::new(StringArray::from_iter(o.iter().map(|x| x.region.as_deref()))),
+        ],
+    )
+    .map_err(|e| QueryError::Sql(e.to_string()))?;
+    MemTable::try_new(schema, vec![vec![batch]]).map_err(|e| QueryError::Sql(e.to_string()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+    Ndjson,
+}
+
+impl OutputFormat {
+    pub fn parse(s: &str) -> Option<OutputFormat> {
+        match s {
+            "table" => Some(OutputFormat::Table),
+            "csv" => Some(OutputFormat::Csv),
+            "json" => Some(OutputFormat::Json),
+            "ndjson" => Some(OutputFormat::Ndjson),
+            _ => None,
+        }
+    }
+}
+
+/// Renders batches in the chosen format.
+pub fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<Vec<u8>, QueryError> {
+    let err = |e: datafusion::arrow::error::ArrowError| QueryError::Output(e.to_string());
+    let mut out: Vec<u8> = Vec::new();
+    match format {
+        OutputFormat::Table => {
+            let s = datafusion::arrow::util::pretty::pretty_format_batches(batches).map_err(err)?;
+            out.extend_from_slice(s.to_string().as_bytes());
+            out.push(b'\n');
+        }
+        OutputFormat::Csv => {
+            let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            if batches.is_empty() {
+                return Ok(out);
+            }
+            for b in batches {
+                w.write(b).map_err(err)?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut out);
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            w.write_batches(&refs).map_err(err)?;
+            w.finish().map_err(err)?;
+            if out.is_empty() {
+                out.extend_from_slice(b"[]");
+            }
+            out.push(b'\n');
+        }
+        OutputFormat::Ndjson => {
+            let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            w.write_batches(&refs).map_err(err)?;
+            w.finish().map_err(err)?;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_allows_reads_only() {
+        for ok in [
+            "SELECT 1",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "EXPLAIN SELECT 1",
+            "SHOW TABLES",
+            "DESCRIBE cases",
+        ] {
+            assert!(gate(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "CREATE TABLE x (a INT)",
+            "DROP TABLE cases",
+            "INSERT INTO cases VALUES (1)",
+            "DELETE FROM cases",
+            "UPDATE cases SET age = 1",
+            "COPY cases TO '/tmp/x.csv'",
+            "SET datafusion.execution.batch_size = 1",
+            "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'",
+            "SELECT 1; DROP TABLE cases",
+            "EXPLAIN ANALYZE SELECT 1",
+        ] {
+            assert!(matches!(gate(bad), Err(QueryError::Refused(_)) | Err(QueryError::Sql(_))), "{bad}");
+        }
+    }
+}

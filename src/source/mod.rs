@@ -1,0 +1,293 @@
+//! Source readers: a partner file in, Arrow batches of text out. One reader per format. A reader
+//! materialises only the columns the mapping asks for (unmapped columns, such as free-text notes,
+//! are never read into memory as data) and pushes batches of `batch_rows` rows to a sink, so a
+//! file is never collected whole (spreadsheets excepted: calamine reads one sheet at a time).
+//!
+//! Every batch has the column `source_row` (the row number as the partner sees it: the line of a
+//! CSV record, the spreadsheet row, the NDJSON line, the index of the JSON array element) and one
+//! `Utf8` column per wanted source column, named as in the mapping. Values of JSON arrays are
+//! joined with [`LIST_JOIN`].
+
+mod csv;
+mod json;
+mod xlsx;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Builder, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::config::FormatOptions;
+use crate::normalise;
+
+/// Joins the items of a list that arrived as a JSON array.
+pub const LIST_JOIN: char = '\u{1F}';
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+    Ndjson,
+    Xlsx,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            "ndjson" | "jsonl" => Some(Format::Ndjson),
+            "xlsx" | "xlsm" => Some(Format::Xlsx),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "CSV",
+            Format::Json => "JSON",
+            Format::Ndjson => "NDJSON",
+            Format::Xlsx => "xlsx workbook",
+        }
+    }
+
+    pub fn is_spreadsheet(self) -> bool {
+        self == Format::Xlsx
+    }
+}
+
+/// A file-level problem: the file is rejected as a whole and nothing of it is committed.
+/// Messages name the file and where, never a cell's content.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    #[error("{file}: cannot read: {detail}")]
+    Read { file: String, detail: String },
+    #[error("{file}: is empty (no data rows)")]
+    Empty { file: String },
+    #[error("{file}: not a valid {format} file: {detail}")]
+    NotFormat {
+        file: String,
+        format: &'static str,
+        detail: String,
+    },
+    #[error("{file}: row {row}: bytes that are not valid {encoding}; check the encoding declared for this partner")]
+    Encoding {
+        file: String,
+        row: u64,
+        encoding: String,
+    },
+    #[error("{file}: {detail}")]
+    Structure { file: String, detail: String },
+    #[error("{file}: unknown encoding {encoding:?}")]
+    UnknownEncoding { file: String, encoding: String },
+    #[error("{0}")]
+    Sink(String),
+}
+
+/// A row-level problem found while reading: the row is quarantined, the file goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowIssue {
+    pub row: u64,
+    pub field: String,
+    pub reason: &'static str,
+}
+
+/// What a reader needs to know.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub format: Format,
+    pub delimiter: u8,
+    pub encoding: &'static encoding_rs::Encoding,
+    pub sheet: Option<String>,
+    pub sheet_index: usize,
+    pub header_row: usize,
+    pub first_data_row: Option<usize>,
+    /// Source column names to read (as written in the mapping).
+    pub wanted: Vec<String>,
+    /// For each required field, the source columns of which at least one must be present in a
+    /// header (CSV, spreadsheets). A file without them is rejected as a whole.
+    pub required: Vec<(String, Vec<String>)>,
+    pub batch_rows: usize,
+}
+
+impl SourceSpec {
+    pub fn from_options(
+        file: &str,
+        format: Format,
+        o: &FormatOptions,
+        wanted: Vec<String>,
+        batch_rows: usize,
+    ) -> Result<SourceSpec, SourceError> {
+        let enc_label = o.encoding.clone().unwrap_or_else(|| "utf-8".into());
+        let encoding = encoding_rs::Encoding::for_label(enc_label.as_bytes()).ok_or_else(|| {
+            SourceError::UnknownEncoding {
+                file: file.into(),
+                encoding: enc_label.clone(),
+            }
+        })?;
+        let delimiter = match o.delimiter.as_deref() {
+            None => b',',
+            Some("\\t") | Some("\t") => b'\t',
+            Some(d) if d.len() == 1 => d.as_bytes()[0],
+            Some(_) => {
+                return Err(SourceError::Structure {
+                    file: file.into(),
+                    detail: "the delimiter must be one ASCII character".into(),
+                });
+            }
+        };
+        Ok(SourceSpec {
+            format,
+            delimiter,
+            encoding,
+            sheet: o.sheet.clone(),
+            sheet_index: o.sheet_index.unwrap_or(0),
+            header_row: o.header_row.unwrap_or(1),
+            first_data_row: o.first_data_row,
+            wanted,
+            required: Vec::new(),
+            batch_rows,
+        })
+    }
+}
+
+/// A batch of raw rows and the row-level problems met while reading them.
+pub struct RawBatch {
+    pub batch: RecordBatch,
+    pub issues: Vec<RowIssue>,
+}
+
+pub type Sink<'a> = dyn FnMut(RawBatch) -> Result<(), SourceError> + 'a;
+
+/// Reads `path` and pushes its rows to `sink` in batches.
+pub fn read(path: &Path, spec: &SourceSpec, sink: &mut Sink<'_>) -> Result<u64, SourceError> {
+    let file = display_name(path);
+    let rows = match spec.format {
+        Format::Csv => csv::read(path, &file, spec, sink)?,
+        Format::Json => json::read_array(path, &file, spec, sink)?,
+        Format::Ndjson => json::read_lines(path, &file, spec, sink)?,
+        Format::Xlsx => xlsx::read(path, &file, spec, sink)?,
+    };
+    if rows == 0 {
+        return Err(SourceError::Empty { file });
+    }
+    Ok(rows)
+}
+
+/// The file's name as shown in messages (no directories, which may hold partner details).
+pub fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Matches source headers to wanted columns: case-, accent- and space-insensitive.
+pub(crate) fn match_headers(headers: &[String], wanted: &[String]) -> Vec<Option<usize>> {
+    let folded: Vec<String> = headers.iter().map(|h| normalise::label(h)).collect();
+    wanted
+        .iter()
+        .map(|w| {
+            let fw = normalise::label(w);
+            folded.iter().position(|h| *h == fw)
+        })
+        .collect()
+}
+
+/// Rejects a file whose header lacks every source column of a required field.
+pub(crate) fn check_required(
+    file: &str,
+    spec: &SourceSpec,
+    idx: &[Option<usize>],
+) -> Result<(), SourceError> {
+    for (field, sources) in &spec.required {
+        let present = sources
+            .iter()
+            .any(|s| spec.wanted.iter().position(|w| w == s).and_then(|i| idx[i]).is_some());
+        if !present {
+            return Err(SourceError::Structure {
+                file: file.into(),
+                detail: format!(
+                    "missing required column for field {field} (expected {})",
+                    if sources.is_empty() { field.clone() } else { sources.join(" or ") }
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Accumulates rows and emits Arrow batches.
+pub(crate) struct RowBuffer {
+    schema: SchemaRef,
+    rows: Int64Builder,
+    cols: Vec<StringBuilder>,
+    issues: Vec<RowIssue>,
+    len: usize,
+    batch_rows: usize,
+    pub total: u64,
+}
+
+impl RowBuffer {
+    pub fn new(wanted: &[String], batch_rows: usize) -> RowBuffer {
+        let mut fields = vec![Field::new("source_row", DataType::Int64, false)];
+        fields.extend(wanted.iter().map(|w| Field::new(w, DataType::Utf8, true)));
+        RowBuffer {
+            schema: Arc::new(Schema::new(fields)),
+            rows: Int64Builder::new(),
+            cols: wanted.iter().map(|_| StringBuilder::new()).collect(),
+            issues: Vec::new(),
+            len: 0,
+            batch_rows,
+            total: 0,
+        }
+    }
+
+    /// Adds a row; `values[i]` is the value of wanted column `i`.
+    pub fn push<S: AsRef<str>>(
+        &mut self,
+        row: u64,
+        values: &[Option<S>],
+        sink: &mut Sink<'_>,
+    ) -> Result<(), SourceError> {
+        self.rows.append_value(row as i64);
+        for (b, v) in self.cols.iter_mut().zip(values) {
+            match v {
+                Some(s) if !s.as_ref().trim().is_empty() => b.append_value(s.as_ref().trim()),
+                _ => b.append_null(),
+            }
+        }
+        self.len += 1;
+        self.total += 1;
+        if self.len >= self.batch_rows {
+            self.flush(sink)?;
+        }
+        Ok(())
+    }
+
+    /// Records a row that could not be read; it counts as a row of the file.
+    pub fn issue(&mut self, row: u64, field: &str, reason: &'static str) {
+        self.issues.push(RowIssue {
+            row,
+            field: field.to_string(),
+            reason,
+        });
+        self.total += 1;
+    }
+
+    pub fn flush(&mut self, sink: &mut Sink<'_>) -> Result<(), SourceError> {
+        if self.len == 0 && self.issues.is_empty() {
+            return Ok(());
+        }
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(self.rows.finish())];
+        arrays.extend(self.cols.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays)
+            .map_err(|e| SourceError::Sink(e.to_string()))?;
+        self.len = 0;
+        sink(RawBatch {
+            batch,
+            issues: std::mem::take(&mut self.issues),
+        })
+    }
+}

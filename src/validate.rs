@@ -1,0 +1,498 @@
+//! Validation: canonical text → typed values, checked against the record type's schema.
+//! A row with any problem is quarantined as a whole and reported with its row number, the
+//! field and a reason code — never the value. Identifier fields are normalised here (they leave
+//! this stage only to be keyed into pseudonyms); derived fields are computed here.
+
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Array,
+    ListBuilder, StringArray, StringBuilder,
+};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::config::Registry;
+use crate::normalise::{self, DateProblem};
+use crate::schema::{Catalog, FieldClass, FieldDef, FieldType, RecordSchema};
+use crate::source::{LIST_JOIN, RowIssue};
+
+/// Typed value of one field of one row.
+#[derive(Debug, Clone, PartialEq)]
+enum V {
+    Null,
+    Str(String),
+    Date(NaiveDate),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    List(Vec<String>),
+}
+
+pub struct Validator<'a> {
+    pub record: &'a RecordSchema,
+    pub catalog: &'a Catalog,
+    pub registry: &'a Registry,
+    pub partner: String,
+    pub date_formats: Vec<String>,
+    pub decimal_comma: bool,
+    /// Dates may arrive as Excel serial numbers.
+    pub spreadsheet: bool,
+    pub today: NaiveDate,
+    /// Normaliser of each identifier field (from the pseudonym definitions).
+    normalisers: Vec<Option<String>>,
+}
+
+const EPOCH_DAYS_CE: i32 = 719_163; // days from 0001-01-01 to 1970-01-01
+
+impl<'a> Validator<'a> {
+    pub fn new(
+        record: &'a RecordSchema,
+        catalog: &'a Catalog,
+        registry: &'a Registry,
+        partner: &str,
+        date_formats: Vec<String>,
+        decimal_comma: bool,
+        spreadsheet: bool,
+    ) -> Validator<'a> {
+        let normalisers = record
+            .fields
+            .iter()
+            .map(|f| {
+                let p = f.pseudonym.as_ref()?;
+                let def = catalog.pseudonyms.get(p)?;
+                def.inputs
+                    .iter()
+                    .find(|i| i.field == f.name)
+                    .map(|i| i.normalise.clone())
+            })
+            .collect();
+        Validator {
+            record,
+            catalog,
+            registry,
+            partner: partner.to_string(),
+            date_formats,
+            decimal_comma,
+            spreadsheet,
+            today: chrono::Utc::now().date_naive(),
+            normalisers,
+        }
+    }
+
+    /// Validates a canonical batch. Returns the typed rows that passed and the problems of
+    /// the rows that did not.
+    pub fn apply(&self, batch: &RecordBatch) -> Result<(RecordBatch, Vec<RowIssue>), String> {
+        let n = batch.num_rows();
+        let rows = batch
+            .column_by_name("source_row")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .ok_or("canonical batch has no source_row")?;
+        let imputed = batch
+            .column_by_name("imputed_fields")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let inputs: Vec<Option<&StringArray>> = self
+            .record
+            .fields
+            .iter()
+            .map(|f| {
+                batch
+                    .column_by_name(&f.name)
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            })
+            .collect();
+        let schema = self.record.validated_schema();
+        let mut builders: Vec<Col> = schema.fields()[1..schema.fields().len() - 1]
+            .iter()
+            .map(|f| Col::new(f.data_type()))
+            .collect();
+        let mut row_builder = datafusion::arrow::array::Int64Builder::with_capacity(n);
+        let mut imputed_builder = StringBuilder::new();
+        let mut issues = Vec::new();
+        let mut vals: Vec<V> = Vec::with_capacity(self.record.fields.len());
+        let mut month_only: Vec<bool> = vec![false; self.record.fields.len()];
+        for r in 0..n {
+            let row = rows.value(r) as u64;
+            vals.clear();
+            month_only.iter_mut().for_each(|m| *m = false);
+            let before = issues.len();
+            for (i, f) in self.record.fields.iter().enumerate() {
+                let raw = inputs[i].filter(|a| a.is_valid(r)).map(|a| a.value(r));
+                let v = match self.field(i, f, raw, &vals, &mut month_only) {
+                    Ok(v) => v,
+                    Err(reason) => {
+                        issues.push(RowIssue {
+                            row,
+                            field: f.name.clone(),
+                            reason,
+                        });
+                        V::Null
+                    }
+                };
+                vals.push(v);
+            }
+            if issues.len() > before {
+                continue;
+            }
+            row_builder.append_value(row as i64);
+            for (b, v) in builders.iter_mut().zip(&vals) {
+                b.push(v);
+            }
+            match imputed.filter(|a| a.is_valid(r)) {
+                Some(a) => imputed_builder.append_value(a.value(r)),
+                None => imputed_builder.append_null(),
+            }
+        }
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(row_builder.finish())];
+        arrays.extend(builders.iter_mut().map(Col::finish));
+        arrays.push(Arc::new(imputed_builder.finish()));
+        let out = RecordBatch::try_new(schema, arrays).map_err(|e| e.to_string())?;
+        Ok((out, issues))
+    }
+
+    fn field(
+        &self,
+        i: usize,
+        f: &FieldDef,
+        raw: Option<&str>,
+        prior: &[V],
+        month_only: &mut [bool],
+    ) -> Result<V, &'static str> {
+        let get = |name: &str| -> &V {
+            self.record
+                .fields
+                .iter()
+                .position(|g| g.name == name)
+                .and_then(|j| prior.get(j))
+                .unwrap_or(&V::Null)
+        };
+        if let Some(d) = &f.derive {
+            let derived = self.derive(&d.function, &d.from, &get, month_only)?;
+            if derived != V::Null || raw.is_none() {
+                return self.check_range(f, derived);
+            }
+        }
+        let raw = match raw.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(s) => s,
+            None => {
+                if let Some(d) = &f.default {
+                    return self.parse(i, f, d, month_only);
+                }
+                if f.default_from.as_deref() == Some("partner") {
+                    return self.parse(i, f, &self.partner.clone(), month_only);
+                }
+                if f.required {
+                    return Err("missing_required");
+                }
+                return Ok(V::Null);
+            }
+        };
+        let v = self.parse(i, f, raw, month_only)?;
+        if let (V::Date(d), Some(other)) = (&v, &f.not_before)
+            && let V::Date(o) = get(other)
+            && d < o
+        {
+            return Err("inconsistent_dates");
+        }
+        Ok(v)
+    }
+
+    fn parse(&self, i: usize, f: &FieldDef, raw: &str, month_only: &mut [bool]) -> Result<V, &'static str> {
+        if f.class == FieldClass::Identifier {
+            let norm = self.normalisers[i].as_deref().unwrap_or("dropped");
+            return Ok(match (f.ftype, norm) {
+                (FieldType::Date, _) => V::Date(self.date(f, raw)?),
+                (_, "name") => normalise::name(raw).map(V::Str).unwrap_or(V::Null),
+                (_, "document") => normalise::document(raw).map(V::Str).unwrap_or(V::Null),
+                (_, "code") => normalise::code(raw).map(V::Str).unwrap_or(V::Null),
+                (_, "country") => V::Str(
+                    self.catalog
+                        .country(raw)
+                        .ok_or("unknown_country")?
+                        .to_string(),
+                ),
+                // Identifiers that feed no pseudonym are dropped unread.
+                _ => V::Null,
+            });
+        }
+        let v = match f.ftype {
+            FieldType::String => V::Str(raw.to_string()),
+            FieldType::Date => V::Date(self.date(f, raw)?),
+            FieldType::MonthOrDate => match month(raw) {
+                Some(d) => {
+                    month_only[i] = true;
+                    self.not_future(f, d)?;
+                    V::Date(d)
+                }
+                None => V::Date(self.date(f, raw)?),
+            },
+            FieldType::Int => {
+                let t = raw.replace([' ', '\u{a0}'], "");
+                let n: i64 = match t.parse::<i64>() {
+                    Ok(n) => n,
+                    Err(_) => match t.parse::<f64>() {
+                        Ok(x) if x.fract() == 0.0 && x.is_finite() => x as i64,
+                        _ => return Err("invalid_number"),
+                    },
+                };
+                V::Int(n)
+            }
+            FieldType::Float => {
+                let mut t = raw.replace([' ', '\u{a0}'], "");
+                if self.decimal_comma {
+                    t = t.replace(',', ".");
+                }
+                match t.parse::<f64>() {
+                    Ok(x) if x.is_finite() => V::Float(x),
+                    _ => return Err("invalid_number"),
+                }
+            }
+            FieldType::Bool => match self.catalog.lists.get("boolean").and_then(|l| l.lookup(raw)) {
+                Some("true") => V::Bool(true),
+                Some("false") => V::Bool(false),
+                _ => return Err("invalid_boolean"),
+            },
+            FieldType::Code => {
+                let list = self.list(f)?;
+                V::Str(list.lookup(raw).ok_or("unknown_code")?.to_string())
+            }
+            FieldType::CodeList => {
+                let list = self.list(f)?;
+                let mut out: Vec<String> = Vec::new();
+                for part in raw.split(LIST_JOIN).map(str::trim).filter(|p| !p.is_empty()) {
+                    let c = list.lookup(part).ok_or("unknown_code")?;
+                    if !out.iter().any(|o| o == c) {
+                        out.push(c.to_string());
+                    }
+                }
+                V::List(out)
+            }
+            FieldType::Country => V::Str(self.catalog.country(raw).ok_or("unknown_country")?.to_string()),
+            FieldType::Region => V::Str(
+                self.catalog.lists["region"]
+                    .lookup(raw)
+                    .ok_or("unknown_region")?
+                    .to_string(),
+            ),
+            FieldType::Org => {
+                let id = raw.trim();
+                match self.registry.get(id) {
+                    Some(o) => V::Str(o.org_id.clone()),
+                    None => return Err("unknown_org"),
+                }
+            }
+        };
+        self.check_range(f, v)
+    }
+
+    fn list(&self, f: &FieldDef) -> Result<&crate::schema::CodeList, &'static str> {
+        f.codes
+            .as_deref()
+            .and_then(|c| self.catalog.lists.get(c))
+            .ok_or("unknown_code")
+    }
+
+    fn check_range(&self, f: &FieldDef, v: V) -> Result<V, &'static str> {
+        let x = match &v {
+            V::Int(n) => *n as f64,
+            V::Float(x) => *x,
+            _ => return Ok(v),
+        };
+        if f.min.is_some_and(|m| x < m) || f.max.is_some_and(|m| x > m) {
+            return Err("out_of_range");
+        }
+        if let V::Int(n) = v
+            && i32::try_from(n).is_err()
+        {
+            return Err("out_of_range");
+        }
+        Ok(v)
+    }
+
+    fn date(&self, f: &FieldDef, raw: &str) -> Result<NaiveDate, &'static str> {
+        let d = match normalise::date(raw, &self.date_formats) {
+            Ok(d) => d,
+            Err(p) => match self.excel_serial(raw) {
+                Some(d) => d,
+                None => return Err(p.reason()),
+            },
+        };
+        if d.year() < 1900 {
+            return Err(DateProblem::Impossible.reason());
+        }
+        self.not_future(f, d)?;
+        Ok(d)
+    }
+
+    fn not_future(&self, f: &FieldDef, d: NaiveDate) -> Result<(), &'static str> {
+        if (f.not_future || f.class == FieldClass::Identifier) && d > self.today {
+            return Err("future_date");
+        }
+        Ok(())
+    }
+
+    /// An Excel serial day number (1900 date system), accepted only from spreadsheets.
+    fn excel_serial(&self, raw: &str) -> Option<NaiveDate> {
+        if !self.spreadsheet {
+            return None;
+        }
+        let n: i64 = raw.trim().parse().ok()?;
+        if !(1..=2_958_465).contains(&n) {
+            return None;
+        }
+        NaiveDate::from_ymd_opt(1899, 12, 30)?.checked_add_days(chrono::Days::new(n as u64))
+    }
+
+    fn derive(
+        &self,
+        function: &str,
+        from: &[String],
+        get: &dyn Fn(&str) -> &V,
+        month_only: &[bool],
+    ) -> Result<V, &'static str> {
+        let a = from.first().map(|s| get(s)).unwrap_or(&V::Null);
+        let b = from.get(1).map(|s| get(s)).unwrap_or(&V::Null);
+        Ok(match (function, a, b) {
+            ("age_years", V::Date(birth), V::Date(at)) => {
+                if birth > at {
+                    return Err("inconsistent_dates");
+                }
+                let mut years = at.year() - birth.year();
+                if (at.month(), at.day()) < (birth.month(), birth.day()) {
+                    years -= 1;
+                }
+                V::Int(years as i64)
+            }
+            ("age_band", V::Int(age), _) => V::Str(age_band(*age).to_string()),
+            ("age_band", V::Null, _) => V::Str("unknown".into()),
+            ("is_minor", V::Int(age), _) => V::Bool(*age < 18),
+            ("org_country", V::Str(org), _) => self
+                .registry
+                .get(org)
+                .map(|o| V::Str(o.country.clone()))
+                .unwrap_or(V::Null),
+            ("org_type", V::Str(org), _) => self
+                .registry
+                .get(org)
+                .map(|o| V::Str(o.org_type.clone()))
+                .unwrap_or(V::Null),
+            ("differs", V::Str(x), V::Str(y)) => V::Bool(x != y),
+            ("days_between", V::Date(x), V::Date(y)) => V::Int((*y - *x).num_days()),
+            ("date_precision", V::Date(_), _) => {
+                let i = self
+                    .record
+                    .fields
+                    .iter()
+                    .position(|g| Some(&g.name) == from.first())
+                    .unwrap_or(0);
+                V::Str(if month_only[i] { "month" } else { "day" }.into())
+            }
+            _ => V::Null,
+        })
+    }
+}
+
+/// Age bands used in trafficking statistics; children are split finely.
+pub fn age_band(age: i64) -> &'static str {
+    match age {
+        i64::MIN..=-1 => "unknown",
+        0..=11 => "0-11",
+        12..=14 => "12-14",
+        15..=17 => "15-17",
+        18..=24 => "18-24",
+        25..=34 => "25-34",
+        35..=44 => "35-44",
+        _ => "45+",
+    }
+}
+
+/// `YYYY-MM` (or `MM.YYYY`, `MM/YYYY`) as the first day of that month.
+fn month(raw: &str) -> Option<NaiveDate> {
+    let t = raw.trim();
+    let (y, m) = if t.len() == 7 && t.as_bytes()[4] == b'-' {
+        (&t[..4], &t[5..])
+    } else if t.len() == 7 && matches!(t.as_bytes()[2], b'.' | b'/') {
+        (&t[3..], &t[..2])
+    } else {
+        return None;
+    };
+    NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, 1)
+}
+
+/// One typed output column.
+enum Col {
+    Str(StringBuilder),
+    Date(Date32Builder),
+    Int(Int32Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    List(ListBuilder<StringBuilder>),
+}
+
+impl Col {
+    fn new(dt: &datafusion::arrow::datatypes::DataType) -> Col {
+        use datafusion::arrow::datatypes::DataType as D;
+        match dt {
+            D::Date32 => Col::Date(Date32Builder::new()),
+            D::Int32 => Col::Int(Int32Builder::new()),
+            D::Float64 => Col::Float(Float64Builder::new()),
+            D::Boolean => Col::Bool(BooleanBuilder::new()),
+            D::List(_) => Col::List(ListBuilder::new(StringBuilder::new())),
+            _ => Col::Str(StringBuilder::new()),
+        }
+    }
+
+    fn push(&mut self, v: &V) {
+        match (self, v) {
+            (Col::Str(b), V::Str(s)) => b.append_value(s),
+            (Col::Date(b), V::Date(d)) => b.append_value(d.num_days_from_ce() - EPOCH_DAYS_CE),
+            (Col::Int(b), V::Int(n)) => b.append_value(*n as i32),
+            (Col::Float(b), V::Float(x)) => b.append_value(*x),
+            (Col::Bool(b), V::Bool(x)) => b.append_value(*x),
+            (Col::List(b), V::List(items)) => {
+                for it in items {
+                    b.values().append_value(it);
+                }
+                b.append(true);
+            }
+            (Col::Str(b), _) => b.append_null(),
+            (Col::Date(b), _) => b.append_null(),
+            (Col::Int(b), _) => b.append_null(),
+            (Col::Float(b), _) => b.append_null(),
+            (Col::Bool(b), _) => b.append_null(),
+            (Col::List(b), _) => b.append(false),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Col::Str(b) => Arc::new(b.finish()),
+            Col::Date(b) => Arc::new(b.finish()),
+            Col::Int(b) => Arc::new(b.finish()),
+            Col::Float(b) => Arc::new(b.finish()),
+            Col::Bool(b) => Arc::new(b.finish()),
+            Col::List(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Days since 1970-01-01 → date.
+pub fn date_from_days(days: i32) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(days + EPOCH_DAYS_CE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_and_months() {
+        assert_eq!(age_band(11), "0-11");
+        assert_eq!(age_band(17), "15-17");
+        assert_eq!(age_band(18), "18-24");
+        assert_eq!(month("2025-03"), NaiveDate::from_ymd_opt(2025, 3, 1));
+        assert_eq!(month("03.2025"), NaiveDate::from_ymd_opt(2025, 3, 1));
+        assert_eq!(month("2025-13"), None);
+        assert_eq!(date_from_days(0), NaiveDate::from_ymd_opt(1970, 1, 1));
+    }
+}
