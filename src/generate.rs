@@ -119,6 +119,10 @@ fn pick<'a, T>(rng: &mut ChaCha8Rng, xs: &'a [T]) -> &'a T {
     &xs[rng.random_range(0..xs.len())]
 }
 
+fn pick_s<'a>(rng: &mut ChaCha8Rng, xs: &[&'a str]) -> &'a str {
+    xs[rng.random_range(0..xs.len())]
+}
+
 fn date_between(rng: &mut ChaCha8Rng, from: NaiveDate, to: NaiveDate) -> NaiveDate {
     let span = (to - from).num_days().max(0);
     from + chrono::Duration::days(rng.random_range(0..=span))
@@ -159,7 +163,7 @@ fn make_person(rng: &mut ChaCha8Rng, i: usize) -> Person {
                 let cf = fam2(UA_FAM, rng);
                 (passport_latin(&cg), passport_latin(&cf), Some((cg, cf)))
             }
-            _ => (g(&["Ngozi", "Linh", "Mai", "Chioma"], &["Chinedu", "Minh", "Tuan", "Emeka"], rng), pick(rng, &["Nguyen", "Okafor", "Tran", "Eze"]).to_string(), None),
+            _ => (g(&["Ngozi", "Linh", "Mai", "Chioma"], &["Chinedu", "Minh", "Tuan", "Emeka"], rng), pick_s(rng, &["Nguyen", "Okafor", "Tran", "Eze"]).to_string(), None),
         }
     };
     let minor = rng.random_bool(0.72);
@@ -175,19 +179,19 @@ fn make_person(rng: &mut ChaCha8Rng, i: usize) -> Person {
     let mut exploitation = vec![if sexual {
         if rng.random_bool(0.35) { "online_sexual" } else { "sexual" }
     } else {
-        *pick(rng, &["labour", "begging", "criminality", "domestic_servitude", "forced_marriage"])
+        pick_s(rng, &["labour", "begging", "criminality", "domestic_servitude", "forced_marriage"])
     }];
     if rng.random_bool(0.15) {
-        let extra = *pick(rng, &["labour", "criminality", "begging"]);
+        let extra = pick_s(rng, &["labour", "criminality", "begging"]);
         if !exploitation.contains(&extra) {
             exploitation.push(extra);
         }
     }
-    let exploitation_country = *pick(rng, &["LT", "LV", "PL", "EE", "NO", "NO", "DE", "GB", "SE"]);
-    let recruitment = *pick(rng, &["online_social_network", "online_social_network", "online_advertisement", "job_offer", "family", "friend_or_acquaintance", "intimate_partner"]);
-    let mut control = vec![*pick(rng, &["threats", "debt_bondage", "false_promises", "psychological_abuse", "physical_abuse", "withholds_documents"])];
+    let exploitation_country = pick_s(rng, &["LT", "LV", "PL", "EE", "NO", "NO", "DE", "GB", "SE"]);
+    let recruitment = pick_s(rng, &["online_social_network", "online_social_network", "online_advertisement", "job_offer", "family", "friend_or_acquaintance", "intimate_partner"]);
+    let mut control = vec![pick_s(rng, &["threats", "debt_bondage", "false_promises", "psychological_abuse", "physical_abuse", "withholds_documents"])];
     if rng.random_bool(0.3) {
-        let extra = *pick(rng, &["substances", "restricts_movement", "withholds_earnings"]);
+        let extra = pick_s(rng, &["substances", "restricts_movement", "withholds_earnings"]);
         control.push(extra);
     }
     let document = rng
@@ -429,7 +433,7 @@ pub fn generate_with(out: &Path, n_persons: usize, seed: u64, catalog: &Catalog)
             "LV" => "LV",
             "PL" | "DE" => "PL",
             "NO" | "SE" | "GB" => "NO",
-            _ => *pick(&mut rng, &["LT", "LV", "PL"]),
+            _ => pick_s(&mut rng, &["LT", "LV", "PL"]),
         };
         let mut r = vec![primary];
         for other in ["LT", "LV", "PL", "NO"] {
@@ -464,10 +468,10 @@ pub fn generate_with(out: &Path, n_persons: usize, seed: u64, catalog: &Catalog)
                 p.document.clone().unwrap_or_default(), if p.document.is_some() { l.country("lt", p.citizenship) } else { String::new() },
                 format!("+3706{:07}", rng.random_range(0..10_000_000)), format!("Gatvė {} - {}", rng.random_range(1..99), rng.random_range(1..40)),
                 dmy(reg), lt_gender(p.gender), l.country("lt", p.citizenship), l.get("victim_status", "lt", status),
-                l.get("identified_by", "lt", pick(&mut rng, &["police", "ngo", "child_protection", "border_guard"])),
+                l.get("identified_by", "lt", pick_s(&mut rng, &["police", "ngo", "child_protection", "border_guard"])),
                 l.many("exploitation", "lt", &p.exploitation, ", "), l.get("recruitment", "lt", p.recruitment),
                 l.many("means_of_control", "lt", &p.control, ", "), l.country("lt", p.exploitation_country),
-                l.get("region", "local", pick(&mut rng, &["LT011", "LT022", "LT023", "LT026"])),
+                l.get("region", "local", pick_s(&mut rng, &["LT011", "LT022", "LT023", "LT026"])),
                 if rng.random_bool(0.2) { "taip" } else { "ne" }.into(),
                 l.get("migration_status", "lt", if p.citizenship == "LT" { "national" } else if p.citizenship == "UA" { "refugee" } else { "eu_citizen" }),
                 "taip".into(),
@@ -480,7 +484,7 @@ pub fn generate_with(out: &Path, n_persons: usize, seed: u64, catalog: &Catalog)
             let v = variant(&mut rng, p, false);
             let (g, f) = render_name(p, v, &mut rng);
             let d = date_between(&mut rng, reg, (reg + chrono::Duration::days(150)).min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default()));
-            let st = *pick(&mut rng, &["psychological", "legal", "social", "shelter", "medical", "interpretation"]);
+            let st = pick_s(&mut rng, &["psychological", "legal", "social", "shelter", "medical", "interpretation"]);
             lt_services.push(
                 vec![format!("LT-{case_no}"), g, f, dmy(p.birth), dmy(d), l.get("service_type", "lt", st), rng.random_range(1..=6).to_string(), format!("{},{}", rng.random_range(1..8), [0, 5][rng.random_range(0..2)]), l.get("recipient_role", "lt", "victim")],
                 Some((i, v)),
@@ -523,7 +527,7 @@ pub fn generate_with(out: &Path, n_persons: usize, seed: u64, catalog: &Catalog)
                 iso(reg), l.get("gender", "lv", p.gender), p.citizenship.into(), l.get("victim_status", "lv", if rng.random_bool(0.6) { "identified" } else { "presumed" }),
                 l.get("identified_by", "lv", "police"), p.exploitation.iter().map(|c| l.get("exploitation", "lv", c)).collect::<Vec<_>>().join("|"),
                 l.get("recruitment", "lv", p.recruitment), p.control.iter().map(|c| l.get("means_of_control", "lv", c)).collect::<Vec<_>>().join("|"),
-                p.exploitation_country.into(), (*pick(&mut rng, &["LV006", "LV007", "LV005"])).into(), if rng.random_bool(0.15) { "true" } else { "false" }.into(),
+                p.exploitation_country.into(), (pick_s(&mut rng, &["LV006", "LV007", "LV005"])).into(), if rng.random_bool(0.15) { "true" } else { "false" }.into(),
                 l.get("migration_status", "lv", if p.citizenship == "LV" { "national" } else { "eu_citizen" }), "true".into(),
             ],
             Some((i, v)),
@@ -532,10 +536,10 @@ pub fn generate_with(out: &Path, n_persons: usize, seed: u64, catalog: &Catalog)
             let v = variant(&mut rng, p, true);
             let (g, f) = render_name(p, v, &mut rng);
             let sent = date_between(&mut rng, reg, (reg + chrono::Duration::days(30)).min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default()));
-            let status = *pick(&mut rng, &["accepted", "accepted", "acknowledged", "completed", "rejected", "no_response"]);
+            let status = pick_s(&mut rng, &["accepted", "accepted", "acknowledged", "completed", "rejected", "no_response"]);
             let responded = (status != "no_response").then(|| sent + chrono::Duration::days(rng.random_range(0..21)));
             lv_refs.push(
-                vec![format!("NS-{lv_no}-{k}"), case.clone(), g, f, iso(p.birth), l.get("referral_kind", "lv", pick(&mut rng, &["referral", "referral", "information_request", "intelligence_report", "alert"])), iso(sent), (*pick(&mut rng, &orgs)).into(), l.get("referral_reason", "lv", pick(&mut rng, &["services", "protection", "investigation", "return"])), l.get("channel", "lv", pick(&mut rng, &["secure_platform", "email", "phone", "joint_team"])), l.get("referral_status", "lv", status), responded.map(iso).unwrap_or_default()],
+                vec![format!("NS-{lv_no}-{k}"), case.clone(), g, f, iso(p.birth), l.get("referral_kind", "lv", pick_s(&mut rng, &["referral", "referral", "information_request", "intelligence_report", "alert"])), iso(sent), pick_s(&mut rng, &orgs).into(), l.get("referral_reason", "lv", pick_s(&mut rng, &["services", "protection", "investigation", "return"])), l.get("channel", "lv", pick_s(&mut rng, &["secure_platform", "email", "phone", "joint_team"])), l.get("referral_status", "lv", status), responded.map(iso).unwrap_or_default()],
                 Some((i, v)),
             );
         }
@@ -543,7 +547,7 @@ pub fn generate_with(out: &Path, n_persons: usize, seed: u64, catalog: &Catalog)
         let start = reg - chrono::Duration::days(rng.random_range(30..300));
         let mut legs: Vec<(&str, &str, String)> = vec![("recruitment", p.citizenship, start.format("%Y-%m").to_string())];
         if rng.random_bool(0.5) {
-            legs.push(("transit", pick(&mut rng, &["PL", "LT", "EE"]), iso(start + chrono::Duration::days(10))));
+            legs.push(("transit", pick_s(&mut rng, &["PL", "LT", "EE"]), iso(start + chrono::Duration::days(10))));
         }
         legs.push(("exploitation", p.exploitation_country, iso(start + chrono::Duration::days(20))));
         legs.push(("identification", "LV", iso(reg)));
@@ -573,19 +577,19 @@ pub fn generate_with(out: &Path, n_persons: usize, seed: u64, catalog: &Catalog)
         let (g, f) = render_name(p, v, &mut rng);
         let reg = p.registered;
         pl_cases.push(
-            vec![case.clone(), g.clone(), f.clone(), format!("D:{}", iso(p.birth)), format!("D:{}", iso(reg)), l.get("gender", "pl", p.gender), l.country("pl", p.citizenship), l.get("victim_status", "pl", if rng.random_bool(0.5) { "identified" } else { "presumed" }), l.get("identified_by", "pl", pick(&mut rng, &["police", "child_protection", "border_guard"])), l.many("exploitation", "pl", &p.exploitation, ", "), l.get("recruitment", "pl", p.recruitment), l.many("means_of_control", "pl", &p.control, ", "), l.country("pl", p.exploitation_country), (*pick(&mut rng, &["PL91", "PL84", "PL21"])).into(), if rng.random_bool(0.2) { "tak" } else { "nie" }.into(), l.get("migration_status", "pl", if p.citizenship == "PL" { "national" } else if p.citizenship == "UA" { "refugee" } else { "eu_citizen" }), "tak".into()],
+            vec![case.clone(), g.clone(), f.clone(), format!("D:{}", iso(p.birth)), format!("D:{}", iso(reg)), l.get("gender", "pl", p.gender), l.country("pl", p.citizenship), l.get("victim_status", "pl", if rng.random_bool(0.5) { "identified" } else { "presumed" }), l.get("identified_by", "pl", pick_s(&mut rng, &["police", "child_protection", "border_guard"])), l.many("exploitation", "pl", &p.exploitation, ", "), l.get("recruitment", "pl", p.recruitment), l.many("means_of_control", "pl", &p.control, ", "), l.country("pl", p.exploitation_country), (pick_s(&mut rng, &["PL91", "PL84", "PL21"])).into(), if rng.random_bool(0.2) { "tak" } else { "nie" }.into(), l.get("migration_status", "pl", if p.citizenship == "PL" { "national" } else if p.citizenship == "UA" { "refugee" } else { "eu_citizen" }), "tak".into()],
             Some((i, v)),
         );
         if p.birth + chrono::Duration::days(365 * 18) > reg {
-            let mut risk = *pick(&mut rng, &["high", "high", "medium"]);
+            let mut risk = pick_s(&mut rng, &["high", "high", "medium"]);
             let mut d = reg;
             for (s, stage) in ["intake", "review", "review", "closure"].iter().enumerate().take(rng.random_range(1..=4)) {
                 let v = variant(&mut rng, p, false);
                 let (g, f) = render_name(p, v, &mut rng);
                 let text_date = rng.random_bool(0.3);
-                pl_out.push(vec![case.clone(), g, f, if text_date { dmy(p.birth) } else { format!("D:{}", iso(p.birth)) }, format!("D:{}", iso(d)), l.get("stage", "pl", stage), l.get("risk_level", "pl", risk), l.many("indicators", "pl", &[*pick(&mut rng, &["missing_episodes", "school_absence", "online_risk", "substance_misuse"])], ", "), if rng.random_bool(0.8) { "tak" } else { "nie" }.into()], Some((i, v)));
+                pl_out.push(vec![case.clone(), g, f, if text_date { dmy(p.birth) } else { format!("D:{}", iso(p.birth)) }, format!("D:{}", iso(d)), l.get("stage", "pl", stage), l.get("risk_level", "pl", risk), l.many("indicators", "pl", &[pick_s(&mut rng, &["missing_episodes", "school_absence", "online_risk", "substance_misuse"])], ", "), if rng.random_bool(0.8) { "tak" } else { "nie" }.into()], Some((i, v)));
                 let _ = s;
-                risk = match risk { "high" => *pick(&mut rng, &["high", "medium", "medium"]), "medium" => *pick(&mut rng, &["medium", "low", "low"]), _ => *pick(&mut rng, &["low", "none"]) };
+                risk = match risk { "high" => pick_s(&mut rng, &["high", "medium", "medium"]), "medium" => pick_s(&mut rng, &["medium", "low", "low"]), _ => pick_s(&mut rng, &["low", "none"]) };
                 d = (d + chrono::Duration::days(rng.random_range(30..90))).min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default());
             }
         }
@@ -593,13 +597,16 @@ pub fn generate_with(out: &Path, n_persons: usize, seed: u64, catalog: &Catalog)
             let v = variant(&mut rng, p, false);
             let (g, f) = render_name(p, v, &mut rng);
             let sent = (reg + chrono::Duration::days(rng.random_range(0..20))).min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default());
-            let to = *pick(&mut rng, &orgs);
-            pl_refs.push(vec![format!("SK-{pl_no}"), case.clone(), g, f, format!("D:{}", iso(p.birth)), l.get("referral_kind", "pl", "referral"), format!("D:{}", iso(sent)), to.into(), l.get("referral_reason", "pl", pick(&mut rng, &["services", "protection", "relocation"])), l.get("channel", "pl", pick(&mut rng, &["email", "letter", "secure_platform"])), l.get("referral_status", "pl", "accepted"), format!("D:{}", iso((sent + chrono::Duration::days(rng.random_range(1..15))).min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default())))], Some((i, v)));
+            let to = pick_s(&mut rng, &orgs);
+            pl_refs.push(vec![format!("SK-{pl_no}"), case.clone(), g, f, format!("D:{}", iso(p.birth)), l.get("referral_kind", "pl", "referral"), format!("D:{}", iso(sent)), to.into(), l.get("referral_reason", "pl", pick_s(&mut rng, &["services", "protection", "relocation"])), l.get("channel", "pl", pick_s(&mut rng, &["email", "letter", "secure_platform"])), l.get("referral_status", "pl", "accepted"), format!("D:{}", iso((sent + chrono::Duration::days(rng.random_range(1..15))).min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default())))], Some((i, v)));
         }
     }
     pl_out.push_bad(vec!["1/2025/OPS".into(), p0.given.clone(), p0.family.clone(), dmy(p0.birth), format!("D:{}", iso(p0.registered)), l.get("stage", "pl", "intake"), "bardzo wysokie".into(), String::new(), "tak".into()], "risk_level", "unknown_code");
     {
         let mut wb = rust_xlsxwriter::Workbook::new();
+        // A fixed creation time keeps the workbook byte-for-byte reproducible from the seed.
+        let created = rust_xlsxwriter::ExcelDateTime::from_ymd(2026, 1, 1).map_err(io("xlsx"))?;
+        wb.set_properties(&rust_xlsxwriter::DocProperties::new().set_creation_datetime(&created));
         let date_fmt = rust_xlsxwriter::Format::new().set_num_format("dd.mm.yyyy");
         let sheets: [(&str, &[&str], &Writer); 3] = [
             ("Sprawy", &["Nr sprawy", "Imię", "Nazwisko", "Data urodzenia", "Data rejestracji", "Płeć", "Obywatelstwo", "Status", "Zidentyfikowana przez", "Forma wyzysku", "Sposób werbunku", "Metody kontroli", "Kraj wyzysku", "Województwo", "Bez opieki", "Status migracyjny", "Zgoda"], &pl_cases),
@@ -646,7 +653,7 @@ pub fn generate_with(out: &Path, n_persons: usize, seed: u64, catalog: &Catalog)
             let v = variant(&mut rng, p, true);
             let (g, f) = render_name(p, v, &mut rng);
             let d = date_between(&mut rng, reg, (reg + chrono::Duration::days(120)).min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default()));
-            let st = *pick(&mut rng, &["psychological", "social", "shelter", "forensic_interview", "legal", "education"]);
+            let st = pick_s(&mut rng, &["psychological", "social", "shelter", "forensic_interview", "legal", "education"]);
             ee_services.push(vec![case.clone(), g, f, dmy(p.birth), dmy(d), l.get("service_type", "et", st), rng.random_range(1..=4).to_string(), format!("{},{}", rng.random_range(0..6), [0, 5][rng.random_range(0..2)]), l.get("recipient_role", "et", if rng.random_bool(0.9) { "victim" } else { "witness" })], Some((i, v)));
         }
         if p.birth + chrono::Duration::days(365 * 18) > reg {
@@ -655,8 +662,8 @@ pub fn generate_with(out: &Path, n_persons: usize, seed: u64, catalog: &Catalog)
             for stage in ["intake", "review", "follow_up"].iter().take(rng.random_range(1..=3)) {
                 let v = variant(&mut rng, p, true);
                 let (g, f) = render_name(p, v, &mut rng);
-                ee_out.push(vec![case.clone(), g, f, dmy(p.birth), dmy(d), l.get("stage", "et", stage), l.get("risk_level", "et", risk), l.many("indicators", "et", &[*pick(&mut rng, &["missing_episodes", "online_risk", "self_harm", "homelessness"])], ";"), if rng.random_bool(0.85) { "jah" } else { "ei" }.into()], Some((i, v)));
-                risk = match risk { "high" => "medium", "medium" => *pick(&mut rng, &["low", "medium"]), _ => "low" };
+                ee_out.push(vec![case.clone(), g, f, dmy(p.birth), dmy(d), l.get("stage", "et", stage), l.get("risk_level", "et", risk), l.many("indicators", "et", &[pick_s(&mut rng, &["missing_episodes", "online_risk", "self_harm", "homelessness"])], ";"), if rng.random_bool(0.85) { "jah" } else { "ei" }.into()], Some((i, v)));
+                risk = match risk { "high" => "medium", "medium" => pick_s(&mut rng, &["low", "medium"]), _ => "low" };
                 d = (d + chrono::Duration::days(rng.random_range(40..100))).min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default());
             }
         }
@@ -690,7 +697,7 @@ pub fn generate_with(out: &Path, n_persons: usize, seed: u64, catalog: &Catalog)
         m.insert("prs_MailingStreet".into(), format!("Storgata {}", rng.random_range(1..200)));
         m.insert("con_Consent".into(), "Yes".into());
         m.insert("vic_TraffickingStatus".into(), if rng.random_bool(0.5) { "Actual victim of trafficking" } else { "Possible victim of trafficking" }.into());
-        m.insert("vic_TraffickinStatusDecisionMakingOrg".into(), (*pick(&mut rng, &["Police", "NGO", "Court or prosecution"])).into());
+        m.insert("vic_TraffickinStatusDecisionMakingOrg".into(), (pick_s(&mut rng, &["Police", "NGO", "Court or prosecution"])).into());
         m.insert("vic_MethodOfRecruitment".into(), htcds_recr(p.recruitment).into());
         m.insert("vic_MethodsOfControl".into(), p.control.iter().map(|c| htcds_control(c)).collect::<Vec<_>>().join(";"));
         m.insert("vic_TypeOfExploitation".into(), p.exploitation.iter().map(|c| htcds_expl(c)).collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(";"));
@@ -784,7 +791,9 @@ pub fn fill_htcds_template(template: &[u8], rows: &[BTreeMap<String, String>]) -
             }
             data = xml.into_bytes();
         }
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .last_modified_time(zip::DateTime::default());
         out.start_file(name, opts).map_err(io("zip"))?;
         out.write_all(&data).map_err(io("zip"))?;
     }

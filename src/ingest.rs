@@ -140,7 +140,6 @@ pub fn load_key(config: &TipConfig, key_file: Option<&Path>) -> Result<(Key, boo
     }
     if config.key.create_dev_key {
         let k = Key::write_new(&path)?;
-        tracing::warn!("created a development key at {}", config.key.file.display());
         return Ok((k, true));
     }
     Err(KeyError::Missing {
@@ -349,6 +348,9 @@ pub async fn ingest_file(
         .map_err(|e| IngestError::Usage(e.to_string()))?;
         ctx.lake.append(lake::QUARANTINE, vec![q]).await?;
     }
+    let lake_versions = ctx.lake.versions(&ctx.table_names()).await?;
+    let lake_versions = serde_json::to_string(&lake_versions.into_iter().collect::<std::collections::BTreeMap<_, _>>())
+        .map_err(|e| IngestError::Usage(e.to_string()))?;
     let (pf, pt) = match &report.period {
         Some((a, b)) => (Some(a.as_str()), Some(b.as_str())),
         None => (None, None),
@@ -368,6 +370,7 @@ pub async fn ingest_file(
             Arc::new(Int64Array::from(vec![report.rows_accepted as i64])),
             Arc::new(Int64Array::from(vec![report.rows_quarantined() as i64])),
             Arc::new(Int64Array::from(vec![report.table_version])),
+            Arc::new(StringArray::from(vec![lake_versions.as_str()])),
             Arc::new(StringArray::from(vec![ctx.key.version()])),
             Arc::new(Int32Array::from(vec![record.version])),
             Arc::new(TimestampMicrosecondArray::from(vec![ts]).with_timezone("UTC")),

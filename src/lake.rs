@@ -59,6 +59,9 @@ pub fn ledger_schema() -> SchemaRef {
         Field::new("rows_accepted", DataType::Int64, false),
         Field::new("rows_quarantined", DataType::Int64, false),
         Field::new("table_version", DataType::Int64, true),
+        // Every table's version once this submission was committed, as JSON: the lake version
+        // `--as-of N` (N a version of this ledger) reads each table at.
+        Field::new("lake_versions", DataType::Utf8, false),
         Field::new("key_version", DataType::Utf8, false),
         Field::new("schema_version", DataType::Int32, false),
         Field::new("ingested_at", ts, false),
@@ -79,16 +82,24 @@ pub fn quarantine_schema() -> SchemaRef {
     ]))
 }
 
-/// A point in the lake's history.
+/// A point in the lake's history: a lake version (a version of the `submissions` ledger, each
+/// of which records the version of every table) or a time.
 #[derive(Debug, Clone)]
 pub enum AsOf {
-    Version(i64),
+    Version(u64),
+    Timestamp(chrono::DateTime<chrono::Utc>),
+}
+
+/// Where to read one table: its own Delta version, or a time.
+#[derive(Debug, Clone)]
+pub enum TablePoint {
+    Version(u64),
     Timestamp(chrono::DateTime<chrono::Utc>),
 }
 
 impl AsOf {
     pub fn parse(s: &str) -> Result<AsOf, LakeError> {
-        if let Ok(v) = s.parse::<i64>() {
+        if let Ok(v) = s.parse::<u64>() {
             return Ok(AsOf::Version(v));
         }
         chrono::DateTime::parse_from_rfc3339(s)
@@ -161,6 +172,9 @@ impl Lake {
         wanted.push((LEDGER.into(), ledger_schema(), vec![]));
         wanted.push((QUARANTINE.into(), quarantine_schema(), vec![]));
         for (name, schema, parts) in wanted {
+            if let Ok(dir) = self.table_url(&name).to_file_path() {
+                std::fs::create_dir_all(&dir).map_err(|e| Self::err(&name, e.kind()))?;
+            }
             let table = DeltaTable::try_from_url(self.table_url(&name))
                 .await
                 .map_err(|e| Self::err(&name, e))?;
@@ -191,15 +205,46 @@ impl Lake {
         Ok(())
     }
 
-    /// Loads a table at its latest version or as of a point in history.
-    pub async fn table(&self, name: &str, as_of: Option<&AsOf>) -> Result<DeltaTable, LakeError> {
+    /// Loads a table at its latest version or at a point of its own history.
+    pub async fn table(&self, name: &str, at: Option<&TablePoint>) -> Result<DeltaTable, LakeError> {
         let mut b = DeltaTableBuilder::from_url(self.table_url(name)).map_err(|e| Self::err(name, e))?;
-        match as_of {
-            Some(AsOf::Version(v)) => b = b.with_version(*v),
-            Some(AsOf::Timestamp(t)) => b = b.with_timestamp(*t),
+        match at {
+            Some(TablePoint::Version(v)) => b = b.with_version(*v),
+            Some(TablePoint::Timestamp(t)) => b = b.with_timestamp(*t),
             None => {}
         }
         b.load().await.map_err(|e| Self::err(name, e))
+    }
+
+    /// Where each of `tables` is read for a lake-wide point in history.
+    pub async fn resolve(
+        &self,
+        tables: &[String],
+        as_of: &AsOf,
+    ) -> Result<HashMap<String, TablePoint>, LakeError> {
+        match as_of {
+            AsOf::Timestamp(t) => Ok(tables
+                .iter()
+                .map(|n| (n.clone(), TablePoint::Timestamp(*t)))
+                .collect()),
+            AsOf::Version(v) => {
+                let ledger = self.table(LEDGER, Some(&TablePoint::Version(*v))).await.map_err(|_| {
+                    LakeError::AsOf(format!("{v} (the lake has no version {v})"))
+                })?;
+                let versions = latest_lake_versions(&ledger).await?;
+                let mut out = HashMap::new();
+                for n in tables {
+                    let point = if n == LEDGER {
+                        TablePoint::Version(*v)
+                    } else {
+                        // A table no submission had touched yet is at its creation.
+                        TablePoint::Version(versions.get(n).copied().unwrap_or(0))
+                    };
+                    out.insert(n.clone(), point);
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// The latest version of each table.
@@ -207,7 +252,7 @@ impl Lake {
         let mut out = HashMap::new();
         for n in names {
             let t = self.table(n, None).await?;
-            out.insert(n.clone(), t.version().unwrap_or(-1));
+            out.insert(n.clone(), t.version().map(|v| v as i64).unwrap_or(-1));
         }
         Ok(out)
     }
@@ -240,13 +285,13 @@ impl Lake {
             .with_commit_properties(commit)
             .await
             .map_err(|e| Self::err(table_name, e))?;
-        Ok(written.version().unwrap_or(-1))
+        Ok(written.version().map(|v| v as i64).unwrap_or(-1))
     }
 
     /// Appends rows to a table in one commit.
     pub async fn append(&self, table_name: &str, batches: Vec<RecordBatch>) -> Result<i64, LakeError> {
         if batches.iter().all(|b| b.num_rows() == 0) {
-            return Ok(self.table(table_name, None).await?.version().unwrap_or(-1));
+            return Ok(self.table(table_name, None).await?.version().map(|v| v as i64).unwrap_or(-1));
         }
         let table = self.table(table_name, None).await?;
         let written = table
@@ -254,8 +299,44 @@ impl Lake {
             .with_save_mode(SaveMode::Append)
             .await
             .map_err(|e| Self::err(table_name, e))?;
-        Ok(written.version().unwrap_or(-1))
+        Ok(written.version().map(|v| v as i64).unwrap_or(-1))
     }
+}
+
+/// The `lake_versions` of the most recent ledger row in this ledger snapshot.
+async fn latest_lake_versions(ledger: &DeltaTable) -> Result<HashMap<String, u64>, LakeError> {
+    use datafusion::arrow::array::{Array, StringArray};
+    let ctx = datafusion::prelude::SessionContext::new();
+    let err = |e: &dyn std::fmt::Display| Lake::err(LEDGER, e);
+    ledger.update_datafusion_session(&ctx.state()).map_err(|e| err(&e))?;
+    let provider = ledger.table_provider().await.map_err(|e| err(&e))?;
+    ctx.register_table("ledger", provider).map_err(|e| err(&e))?;
+    let batches = ctx
+        .sql("SELECT lake_versions FROM ledger")
+        .await
+        .map_err(|e| err(&e))?
+        .collect()
+        .await
+        .map_err(|e| err(&e))?;
+    // Each row recorded the ledger's version just before it was appended: the highest is the
+    // newest row, whatever the clocks of concurrent ingestions said.
+    let mut best: Option<HashMap<String, u64>> = None;
+    for b in &batches {
+        // Delta scans may hand strings over as Utf8View.
+        let col = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(|e| err(&e))?;
+        let col = col
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| err(&"lake_versions is not text"))?;
+        for i in 0..col.len() {
+            let v: HashMap<String, u64> = serde_json::from_str(col.value(i)).map_err(|e| err(&e))?;
+            let pos = v.get(LEDGER).copied().unwrap_or(0);
+            if best.as_ref().is_none_or(|b| b.get(LEDGER).copied().unwrap_or(0) <= pos) {
+                best = Some(v);
+            }
+        }
+    }
+    Ok(best.unwrap_or_default())
 }
 
 /// `partner = P AND reporting_country = C AND period BETWEEN from AND to`.

@@ -91,11 +91,19 @@ enum KeyCommand {
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,deltalake=error,datafusion=error"));
+        .unwrap_or_else(|_| {
+            // Dependencies report their errors to tip, which prints one line; their own logs
+            // would repeat them with internals.
+            tracing_subscriber::EnvFilter::new(
+                "warn,deltalake=off,deltalake_core=off,delta_kernel=off,buoyant_kernel=off,datafusion=off",
+            )
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        .without_time()
         .init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -301,10 +309,23 @@ async fn print_trend(ctx: &Context) -> anyhow::Result<()> {
     let sql = "SELECT period AS month, count(*) AS case_reports, count(DISTINCT person_id) AS persons, \
                count(DISTINCT CASE WHEN is_minor THEN person_id END) AS children, \
                count(DISTINCT reporting_country) AS countries \
-               FROM cases WHERE period <> 'unknown' GROUP BY period ORDER BY period";
+               FROM cases WHERE coalesce(imputed_fields, '') NOT LIKE '%registered_on%' \
+               GROUP BY period ORDER BY period";
     let batches = session.run(sql).await?;
-    println!("\ncases by month (all partners; persons counted once per month by person_id)");
+    println!("\ncases by month of registration (all partners; a person counts once per month)");
     std::io::stdout().write_all(&tip::query::render(&batches, OutputFormat::Table)?)?;
+    let undated = session
+        .run("SELECT count(*) FROM cases WHERE imputed_fields LIKE '%registered_on%'")
+        .await?;
+    let n = datafusion::arrow::compute::cast(undated[0].column(0), &datafusion::arrow::datatypes::DataType::Int64)?;
+    let n = n
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .map(|a| a.value(0))
+        .unwrap_or(0);
+    if n > 0 {
+        println!("({n} case reports without a registration date, such as HTCDS templates, are left out: they carry the submission date)");
+    }
     Ok(())
 }
 

@@ -36,6 +36,14 @@ pub fn name(raw: &str) -> Option<String> {
             None => {}
         }
     }
+    // A precomposed Cyrillic letter outside the tables (ѐ, ѝ, ...) leaves its base letter
+    // once its mark is stripped: transliterate that too, so normalising is idempotent.
+    if out.chars().any(is_cyrillic) {
+        out = transliterate_cyrillic(&out)
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect();
+    }
     if out.is_empty() { None } else { Some(out) }
 }
 
@@ -189,8 +197,8 @@ pub fn transliterate_cyrillic(s: &str) -> String {
         let prev = if i > 0 { chars[i - 1] } else { ' ' };
         let t: &str = if russian {
             match c {
-                'а' => "a", 'б' => "b", 'в' => "v", 'г' => "g", 'д' => "d", 'е' | 'ё' | 'э' => "e",
-                'ж' => "zh", 'з' => "z", 'и' | 'й' | 'і' => "i", 'к' => "k", 'л' => "l", 'м' => "m",
+                'а' => "a", 'б' => "b", 'в' => "v", 'г' => "g", 'ґ' => "g", 'д' => "d",
+                'е' | 'ё' | 'э' | 'є' => "e", 'ж' => "zh", 'з' => "z", 'и' | 'й' | 'і' | 'ї' => "i", 'к' => "k", 'л' => "l", 'м' => "m",
                 'н' => "n", 'о' => "o", 'п' => "p", 'р' => "r", 'с' => "s", 'т' => "t", 'у' | 'ў' => "u",
                 'ф' => "f", 'х' => "kh", 'ц' => "ts", 'ч' => "ch", 'ш' => "sh", 'щ' => "shch",
                 'ъ' => "ie", 'ы' => "y", 'ь' => "", 'ю' => "iu", 'я' => "ia",

@@ -158,16 +158,9 @@ impl<'a> Validator<'a> {
         prior: &[V],
         month_only: &mut [bool],
     ) -> Result<V, &'static str> {
-        let get = |name: &str| -> &V {
-            self.record
-                .fields
-                .iter()
-                .position(|g| g.name == name)
-                .and_then(|j| prior.get(j))
-                .unwrap_or(&V::Null)
-        };
+        let fields = &self.record.fields;
         if let Some(d) = &f.derive {
-            let derived = self.derive(&d.function, &d.from, &get, month_only)?;
+            let derived = self.derive(&d.function, &d.from, prior, month_only)?;
             if derived != V::Null || raw.is_none() {
                 return self.check_range(f, derived);
             }
@@ -189,7 +182,7 @@ impl<'a> Validator<'a> {
         };
         let v = self.parse(i, f, raw, month_only)?;
         if let (V::Date(d), Some(other)) = (&v, &f.not_before)
-            && let V::Date(o) = get(other)
+            && let V::Date(o) = lookup(fields, prior, other)
             && d < o
         {
             return Err("inconsistent_dates");
@@ -347,11 +340,12 @@ impl<'a> Validator<'a> {
         &self,
         function: &str,
         from: &[String],
-        get: &dyn Fn(&str) -> &V,
+        prior: &[V],
         month_only: &[bool],
     ) -> Result<V, &'static str> {
-        let a = from.first().map(|s| get(s)).unwrap_or(&V::Null);
-        let b = from.get(1).map(|s| get(s)).unwrap_or(&V::Null);
+        let fields = &self.record.fields;
+        let a = from.first().map(|s| lookup(fields, prior, s)).unwrap_or(&V::Null);
+        let b = from.get(1).map(|s| lookup(fields, prior, s)).unwrap_or(&V::Null);
         Ok(match (function, a, b) {
             ("age_years", V::Date(birth), V::Date(at)) => {
                 if birth > at {
@@ -390,6 +384,15 @@ impl<'a> Validator<'a> {
             _ => V::Null,
         })
     }
+}
+
+/// The value of an earlier field of the same row.
+fn lookup<'v>(fields: &[FieldDef], prior: &'v [V], name: &str) -> &'v V {
+    fields
+        .iter()
+        .position(|g| g.name == name)
+        .and_then(|j| prior.get(j))
+        .unwrap_or(&V::Null)
 }
 
 /// Age bands used in trafficking statistics; children are split finely.

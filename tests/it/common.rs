@@ -1,0 +1,91 @@
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use tip::config::TipConfig;
+use tip::ingest::Context;
+use tip::pseudonym::Key;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temporary lake and key.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub lake: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = dir.path().join("lake");
+        let key = dir.path().join("test.key");
+        Key::write_new(&key).expect("key");
+        Env { dir, lake, key }
+    }
+
+    pub async fn ctx(&self) -> Context {
+        let cfg = TipConfig::load(&repo().join("pipelines/tip.toml"), false).expect("config");
+        Context::open(cfg, Some(self.lake.to_str().unwrap()), Some(&self.key))
+            .await
+            .expect("context")
+    }
+
+    /// Runs the tip binary from the repository root against this lake and key.
+    pub fn tip(&self, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tip"))
+            .current_dir(repo())
+            .env_remove("TIP_KEY")
+            .arg("--lake")
+            .arg(&self.lake)
+            .arg("--key-file")
+            .arg(&self.key)
+            .args(args)
+            .output()
+            .expect("run tip")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// `SELECT ...` returning one integer.
+pub async fn scalar(ctx: &Context, sql: &str) -> i64 {
+    let s = tip::query::Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, None)
+        .await
+        .expect("session");
+    let b = s.run(sql).await.expect("query");
+    let col = b[0].column(0);
+    let v = datafusion::arrow::compute::cast(col, &datafusion::arrow::datatypes::DataType::Int64).unwrap();
+    v.as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .unwrap()
+        .value(0)
+}
+
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
