@@ -168,7 +168,10 @@ impl Registry {
         Registry::from_list(f.organisation, &path.display().to_string())
     }
 
-    pub fn from_list(organisations: Vec<Organisation>, file: &str) -> Result<Registry, ConfigError> {
+    pub fn from_list(
+        organisations: Vec<Organisation>,
+        file: &str,
+    ) -> Result<Registry, ConfigError> {
         let mut by_id = BTreeMap::new();
         for (i, o) in organisations.iter().enumerate() {
             if by_id.insert(o.org_id.clone(), i).is_some() {
@@ -216,7 +219,10 @@ impl FormatOptions {
             kind: self.kind.clone().or_else(|| base.kind.clone()),
             delimiter: self.delimiter.clone().or_else(|| base.delimiter.clone()),
             encoding: self.encoding.clone().or_else(|| base.encoding.clone()),
-            date_formats: self.date_formats.clone().or_else(|| base.date_formats.clone()),
+            date_formats: self
+                .date_formats
+                .clone()
+                .or_else(|| base.date_formats.clone()),
             decimal_separator: self
                 .decimal_separator
                 .clone()

@@ -64,7 +64,11 @@ impl Context {
     ) -> Result<Context, IngestError> {
         let catalog = Catalog::load(&config.resolve(&config.paths.schemas))?;
         let registry = Registry::load(&config.resolve(&config.paths.organisations))?;
-        check_registry(&catalog, &registry, &config.resolve(&config.paths.organisations))?;
+        check_registry(
+            &catalog,
+            &registry,
+            &config.resolve(&config.paths.organisations),
+        )?;
         let (key, dev_key) = load_key(&config, key_file)?;
         let location = lake.map(str::to_string).unwrap_or_else(|| {
             let l = &config.lake.location;
@@ -90,14 +94,24 @@ impl Context {
         self.catalog.record(record_type).ok_or_else(|| {
             IngestError::Usage(format!(
                 "unknown record type {record_type:?} (known: {})",
-                self.catalog.records.keys().cloned().collect::<Vec<_>>().join(", ")
+                self.catalog
+                    .records
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })
     }
 
     /// Table names of the record types, the ledger and the quarantine.
     pub fn table_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.catalog.records.values().map(|r| r.table.clone()).collect();
+        let mut v: Vec<String> = self
+            .catalog
+            .records
+            .values()
+            .map(|r| r.table.clone())
+            .collect();
         v.push(lake::LEDGER.into());
         v.push(lake::QUARANTINE.into());
         v
@@ -111,10 +125,18 @@ fn check_registry(catalog: &Catalog, registry: &Registry, file: &Path) -> Result
             message: format!("organisation {}: {m}", o.org_id),
         };
         if catalog.country(&o.country) != Some(o.country.as_str()) {
-            return Err(bad(format!("country {:?} is not an ISO 3166-1 alpha-2 code", o.country)).into());
+            return Err(bad(format!(
+                "country {:?} is not an ISO 3166-1 alpha-2 code",
+                o.country
+            ))
+            .into());
         }
         if !catalog.lists["org_type"].codes.contains(&o.org_type) {
-            return Err(bad(format!("type {:?} is not in the org_type code list", o.org_type)).into());
+            return Err(bad(format!(
+                "type {:?} is not in the org_type code list",
+                o.org_type
+            ))
+            .into());
         }
         if let Some(r) = &o.region
             && catalog.lists["region"].lookup(r) != Some(r.as_str())
@@ -174,7 +196,11 @@ pub struct FileReport {
 
 impl FileReport {
     pub fn rows_quarantined(&self) -> u64 {
-        self.issues.iter().map(|i| i.row).collect::<BTreeSet<_>>().len() as u64
+        self.issues
+            .iter()
+            .map(|i| i.row)
+            .collect::<BTreeSet<_>>()
+            .len() as u64
     }
 }
 
@@ -245,18 +271,24 @@ pub async fn ingest_file(
         report.status = FileStatus::Unchanged;
         return Ok(report);
     }
-    let submission_date = chrono::Utc::now().date_naive().format("%Y-%m-%d").to_string();
+    let submission_date = chrono::Utc::now()
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string();
 
     // Pass one: read, map, validate. No lake access.
     let one = {
-        let (path, record, sub_date) = (path.to_path_buf(), record.clone(), submission_date.clone());
+        let (path, record, sub_date) =
+            (path.to_path_buf(), record.clone(), submission_date.clone());
         let mapping = sub.mapping.clone();
         let partner = sub.partner.to_string();
         let catalog = ctx.catalog.clone();
         let registry = ctx.registry.clone();
         let batch_rows = ctx.config.ingest.batch_rows;
         tokio::task::spawn_blocking(move || {
-            pass_one(&path, &record, &mapping, &catalog, &registry, &partner, &sub_date, batch_rows)
+            pass_one(
+                &path, &record, &mapping, &catalog, &registry, &partner, &sub_date, batch_rows,
+            )
         })
         .await
         .map_err(|e| IngestError::Usage(format!("ingestion task failed: {e}")))?
@@ -291,7 +323,8 @@ pub async fn ingest_file(
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(4);
         let stage = Stage::new(&record, &ctx.catalog, &ctx.key);
         let producer = {
-            let (path, record, sub_date) = (path.to_path_buf(), record.clone(), submission_date.clone());
+            let (path, record, sub_date) =
+                (path.to_path_buf(), record.clone(), submission_date.clone());
             let mapping = sub.mapping.clone();
             let catalog = ctx.catalog.clone();
             let registry = ctx.registry.clone();
@@ -301,8 +334,8 @@ pub async fn ingest_file(
             let expected = (one.accepted, sha.clone());
             tokio::task::spawn_blocking(move || {
                 let res = pass_two(
-                    &path, &record, &mapping, &catalog, &registry, &partner, &sub_date,
-                    batch_rows, &stage, &prov, &tx, expected,
+                    &path, &record, &mapping, &catalog, &registry, &partner, &sub_date, batch_rows,
+                    &stage, &prov, &tx, expected,
                 );
                 if let Err(e) = res {
                     let _ = tx.blocking_send(Err(DataFusionError::Execution(e)));
@@ -310,12 +343,22 @@ pub async fn ingest_file(
             })
         };
         let schema = record.stored_schema();
-        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
-        let stream = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), stream.boxed()));
+        let stream =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+        let stream = Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            stream.boxed(),
+        ));
         let metadata = vec![
-            ("tip.submission_id".to_string(), serde_json::json!(submission_id)),
+            (
+                "tip.submission_id".to_string(),
+                serde_json::json!(submission_id),
+            ),
             ("tip.partner".to_string(), serde_json::json!(sub.partner)),
-            ("tip.record_type".to_string(), serde_json::json!(record.record_type)),
+            (
+                "tip.record_type".to_string(),
+                serde_json::json!(record.record_type),
+            ),
             ("tip.source_sha256".to_string(), serde_json::json!(sha)),
         ];
         let scope = lake::submission_scope(sub.partner, &reporting_country, from, to);
@@ -339,9 +382,15 @@ pub async fn ingest_file(
                 rep(sub.partner),
                 rep(&record.record_type),
                 rep(&sha),
-                Arc::new(Int64Array::from_iter_values(report.issues.iter().map(|i| i.row as i64))),
-                Arc::new(StringArray::from_iter_values(report.issues.iter().map(|i| i.field.as_str()))),
-                Arc::new(StringArray::from_iter_values(report.issues.iter().map(|i| i.reason))),
+                Arc::new(Int64Array::from_iter_values(
+                    report.issues.iter().map(|i| i.row as i64),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    report.issues.iter().map(|i| i.field.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    report.issues.iter().map(|i| i.reason),
+                )),
                 Arc::new(TimestampMicrosecondArray::from(vec![ts; n]).with_timezone("UTC")),
             ],
         )
@@ -349,8 +398,12 @@ pub async fn ingest_file(
         ctx.lake.append(lake::QUARANTINE, vec![q]).await?;
     }
     let lake_versions = ctx.lake.versions(&ctx.table_names()).await?;
-    let lake_versions = serde_json::to_string(&lake_versions.into_iter().collect::<std::collections::BTreeMap<_, _>>())
-        .map_err(|e| IngestError::Usage(e.to_string()))?;
+    let lake_versions = serde_json::to_string(
+        &lake_versions
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .map_err(|e| IngestError::Usage(e.to_string()))?;
     let (pf, pt) = match &report.period {
         Some((a, b)) => (Some(a.as_str()), Some(b.as_str())),
         None => (None, None),
@@ -419,7 +472,10 @@ async fn already_ingested(
             )
         })
         .map_err(|e| IngestError::Usage(e.to_string()))?;
-    let n = df.count().await.map_err(|e| IngestError::Usage(e.to_string()))?;
+    let n = df
+        .count()
+        .await
+        .map_err(|e| IngestError::Usage(e.to_string()))?;
     Ok(n > 0)
 }
 
@@ -430,7 +486,13 @@ fn spec_for(
     batch_rows: usize,
 ) -> Result<SourceSpec, SourceError> {
     let file = source::display_name(path);
-    let mut spec = SourceSpec::from_options(&file, mapping.format, &mapping.options, mapping.wanted(), batch_rows)?;
+    let mut spec = SourceSpec::from_options(
+        &file,
+        mapping.format,
+        &mapping.options,
+        mapping.wanted(),
+        batch_rows,
+    )?;
     spec.required = mapping.required_groups(record);
     Ok(spec)
 }
@@ -484,7 +546,9 @@ fn pass_one(
         let canonical = mapping
             .apply(&raw.batch, submission_date)
             .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
-        let (typed, issues) = v.apply(&canonical).map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
+        let (typed, issues) = v
+            .apply(&canonical)
+            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
         out.issues.extend(issues);
         out.accepted += typed.num_rows() as u64;
         if let Some(i) = period_idx {
@@ -515,7 +579,8 @@ fn pass_one(
         Ok(())
     };
     out.rows_read = source::read(path, &spec, &mut sink)?;
-    out.issues.sort_by(|a, b| (a.row, &a.field).cmp(&(b.row, &b.field)));
+    out.issues
+        .sort_by(|a, b| (a.row, &a.field).cmp(&(b.row, &b.field)));
     let month = |d: i32| {
         crate::validate::date_from_days(d)
             .map(|d| d.format("%Y-%m").to_string())
@@ -550,19 +615,25 @@ fn pass_two(
         let canonical = mapping
             .apply(&raw.batch, submission_date)
             .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
-        let (typed, _) = v.apply(&canonical).map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
+        let (typed, _) = v
+            .apply(&canonical)
+            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
         if typed.num_rows() == 0 {
             return Ok(());
         }
         accepted += typed.num_rows() as u64;
-        let stored = stage.apply(&typed, prov).map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
+        let stored = stage
+            .apply(&typed, prov)
+            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
         tx.blocking_send(Ok(stored))
             .map_err(|_| SourceError::Sink(format!("{file}: the lake writer stopped")))
     };
     source::read(path, &spec, &mut sink).map_err(|e| e.to_string())?;
     let sha = sha256_file(path).map_err(|e| format!("{file}: cannot read: {}", e.kind()))?;
     if accepted != expected.0 || sha != expected.1 {
-        return Err(format!("{file}: the file changed while it was being ingested; nothing was committed"));
+        return Err(format!(
+            "{file}: the file changed while it was being ingested; nothing was committed"
+        ));
     }
     Ok(())
 }
@@ -579,41 +650,63 @@ pub struct PipelineReport {
 
 /// Runs the named pipelines (all when `names` is empty): lists each feed's files in the
 /// source directory and ingests the new ones.
-pub async fn run_pipelines(ctx: &Context, names: &[String]) -> Result<Vec<PipelineReport>, IngestError> {
+pub async fn run_pipelines(
+    ctx: &Context,
+    names: &[String],
+) -> Result<Vec<PipelineReport>, IngestError> {
     let pipelines = config::load_pipelines(&ctx.config.resolve(&ctx.config.paths.partners))?;
     for n in names {
         if !pipelines.iter().any(|p| &p.name == n) {
             return Err(IngestError::Usage(format!(
                 "no pipeline named {n:?} (known: {})",
-                pipelines.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                pipelines
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     }
     let mut out = Vec::new();
-    for p in pipelines.iter().filter(|p| names.is_empty() || names.contains(&p.name)) {
+    for p in pipelines
+        .iter()
+        .filter(|p| names.is_empty() || names.contains(&p.name))
+    {
         out.push(run_pipeline(ctx, p).await?);
     }
     Ok(out)
 }
 
 /// Checks a pipeline file against the registry and schemas and builds its feeds' mappings.
-pub fn pipeline_mappings(ctx: &Context, p: &PipelineConfig) -> Result<Vec<(Mapping, String)>, IngestError> {
+pub fn pipeline_mappings(
+    ctx: &Context,
+    p: &PipelineConfig,
+) -> Result<Vec<(Mapping, String)>, IngestError> {
     let file = p.file.display().to_string();
     if ctx.registry.get(&p.partner).is_none() {
         return Err(config::ConfigError::Invalid {
             file,
-            message: format!("partner {:?} is not in the organisation registry", p.partner),
+            message: format!(
+                "partner {:?} is not in the organisation registry",
+                p.partner
+            ),
         }
         .into());
     }
     let mut out = Vec::new();
     for feed in &p.feeds {
-        let record = ctx.catalog.record(&feed.record_type).ok_or_else(|| config::ConfigError::Invalid {
-            file: file.clone(),
-            message: format!("feed type {:?} is not a record type", feed.record_type),
-        })?;
+        let record =
+            ctx.catalog
+                .record(&feed.record_type)
+                .ok_or_else(|| config::ConfigError::Invalid {
+                    file: file.clone(),
+                    message: format!("feed type {:?} is not a record type", feed.record_type),
+                })?;
         let preset = match &feed.preset {
-            Some(name) => Some(config::load_preset(&ctx.config.resolve(&ctx.config.paths.presets), name)?),
+            Some(name) => Some(config::load_preset(
+                &ctx.config.resolve(&ctx.config.paths.presets),
+                name,
+            )?),
             None => None,
         };
         out.push((
@@ -628,7 +721,10 @@ async fn run_pipeline(ctx: &Context, p: &PipelineConfig) -> Result<PipelineRepor
     let mappings = pipeline_mappings(ctx, p)?;
     let dir = ctx.config.resolve(&p.source.path);
     let mut entries: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect(),
         Err(e) => {
             return Err(IngestError::File {
                 file: p.source.path.display().to_string(),

@@ -206,8 +206,13 @@ impl Lake {
     }
 
     /// Loads a table at its latest version or at a point of its own history.
-    pub async fn table(&self, name: &str, at: Option<&TablePoint>) -> Result<DeltaTable, LakeError> {
-        let mut b = DeltaTableBuilder::from_url(self.table_url(name)).map_err(|e| Self::err(name, e))?;
+    pub async fn table(
+        &self,
+        name: &str,
+        at: Option<&TablePoint>,
+    ) -> Result<DeltaTable, LakeError> {
+        let mut b =
+            DeltaTableBuilder::from_url(self.table_url(name)).map_err(|e| Self::err(name, e))?;
         match at {
             Some(TablePoint::Version(v)) => b = b.with_version(*v),
             Some(TablePoint::Timestamp(t)) => b = b.with_timestamp(*t),
@@ -228,9 +233,10 @@ impl Lake {
                 .map(|n| (n.clone(), TablePoint::Timestamp(*t)))
                 .collect()),
             AsOf::Version(v) => {
-                let ledger = self.table(LEDGER, Some(&TablePoint::Version(*v))).await.map_err(|_| {
-                    LakeError::AsOf(format!("{v} (the lake has no version {v})"))
-                })?;
+                let ledger = self
+                    .table(LEDGER, Some(&TablePoint::Version(*v)))
+                    .await
+                    .map_err(|_| LakeError::AsOf(format!("{v} (the lake has no version {v})")))?;
                 let versions = latest_lake_versions(&ledger).await?;
                 let mut out = HashMap::new();
                 for n in tables {
@@ -272,10 +278,12 @@ impl Lake {
             schema: schema.clone(),
             stream: Mutex::new(Some(stream)),
         });
-        let provider = StreamingTable::try_new(schema, vec![part]).map_err(|e| Self::err(table_name, e))?;
-        let plan = LogicalPlanBuilder::scan("submission", provider_as_source(Arc::new(provider)), None)
-            .and_then(|b| b.build())
-            .map_err(|e| Self::err(table_name, e))?;
+        let provider =
+            StreamingTable::try_new(schema, vec![part]).map_err(|e| Self::err(table_name, e))?;
+        let plan =
+            LogicalPlanBuilder::scan("submission", provider_as_source(Arc::new(provider)), None)
+                .and_then(|b| b.build())
+                .map_err(|e| Self::err(table_name, e))?;
         let commit = CommitProperties::default().with_metadata(metadata);
         let written = table
             .write(vec![])
@@ -289,9 +297,18 @@ impl Lake {
     }
 
     /// Appends rows to a table in one commit.
-    pub async fn append(&self, table_name: &str, batches: Vec<RecordBatch>) -> Result<i64, LakeError> {
+    pub async fn append(
+        &self,
+        table_name: &str,
+        batches: Vec<RecordBatch>,
+    ) -> Result<i64, LakeError> {
         if batches.iter().all(|b| b.num_rows() == 0) {
-            return Ok(self.table(table_name, None).await?.version().map(|v| v as i64).unwrap_or(-1));
+            return Ok(self
+                .table(table_name, None)
+                .await?
+                .version()
+                .map(|v| v as i64)
+                .unwrap_or(-1));
         }
         let table = self.table(table_name, None).await?;
         let written = table
@@ -308,9 +325,12 @@ async fn latest_lake_versions(ledger: &DeltaTable) -> Result<HashMap<String, u64
     use datafusion::arrow::array::{Array, StringArray};
     let ctx = datafusion::prelude::SessionContext::new();
     let err = |e: &dyn std::fmt::Display| Lake::err(LEDGER, e);
-    ledger.update_datafusion_session(&ctx.state()).map_err(|e| err(&e))?;
+    ledger
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| err(&e))?;
     let provider = ledger.table_provider().await.map_err(|e| err(&e))?;
-    ctx.register_table("ledger", provider).map_err(|e| err(&e))?;
+    ctx.register_table("ledger", provider)
+        .map_err(|e| err(&e))?;
     let batches = ctx
         .sql("SELECT lake_versions FROM ledger")
         .await
@@ -323,15 +343,20 @@ async fn latest_lake_versions(ledger: &DeltaTable) -> Result<HashMap<String, u64
     let mut best: Option<HashMap<String, u64>> = None;
     for b in &batches {
         // Delta scans may hand strings over as Utf8View.
-        let col = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(|e| err(&e))?;
+        let col =
+            datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(|e| err(&e))?;
         let col = col
             .as_any()
             .downcast_ref::<StringArray>()
             .ok_or_else(|| err(&"lake_versions is not text"))?;
         for i in 0..col.len() {
-            let v: HashMap<String, u64> = serde_json::from_str(col.value(i)).map_err(|e| err(&e))?;
+            let v: HashMap<String, u64> =
+                serde_json::from_str(col.value(i)).map_err(|e| err(&e))?;
             let pos = v.get(LEDGER).copied().unwrap_or(0);
-            if best.as_ref().is_none_or(|b| b.get(LEDGER).copied().unwrap_or(0) <= pos) {
+            if best
+                .as_ref()
+                .is_none_or(|b| b.get(LEDGER).copied().unwrap_or(0) <= pos)
+            {
                 best = Some(v);
             }
         }
@@ -374,7 +399,10 @@ impl PartitionStream for OnceStream {
                         "submission stream already consumed".into(),
                     ))
                 });
-                Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), err.boxed()))
+                Box::pin(RecordBatchStreamAdapter::new(
+                    self.schema.clone(),
+                    err.boxed(),
+                ))
             }
         }
     }

@@ -17,7 +17,11 @@ use tip::source::Format;
 const DEFAULT_CONFIG: &str = "pipelines/tip.toml";
 
 #[derive(Parser)]
-#[command(name = "tip", version, about = "Anonymised trafficking-in-persons intelligence pipeline")]
+#[command(
+    name = "tip",
+    version,
+    about = "Anonymised trafficking-in-persons intelligence pipeline"
+)]
 struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = DEFAULT_CONFIG, env = "TIP_CONFIG")]
@@ -106,7 +110,10 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tip: cannot start: {e}");
@@ -124,7 +131,7 @@ fn main() -> ExitCode {
 }
 
 async fn context(cli: &Cli) -> anyhow::Result<Context> {
-    let is_default = cli.config == PathBuf::from(DEFAULT_CONFIG);
+    let is_default = cli.config.as_path() == std::path::Path::new(DEFAULT_CONFIG);
     let cfg = TipConfig::load(&cli.config, is_default)?;
     let ctx = Context::open(cfg, cli.lake.as_deref(), cli.key_file.as_deref()).await?;
     if ctx.dev_key {
@@ -138,9 +145,15 @@ async fn context(cli: &Cli) -> anyhow::Result<Context> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Key { command: KeyCommand::New { path } } => {
+        Command::Key {
+            command: KeyCommand::New { path },
+        } => {
             let k = tip::pseudonym::Key::write_new(path)?;
-            eprintln!("tip: wrote a new key to {} (key version {})", path.display(), k.version());
+            eprintln!(
+                "tip: wrote a new key to {} (key version {})",
+                path.display(),
+                k.version()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Generate { out, rows, seed } => {
@@ -170,9 +183,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             print_trend(&ctx).await?;
-            Ok(if rejected { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if rejected {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Load { partner, record_type, format, files } => {
+        Command::Load {
+            partner,
+            record_type,
+            format,
+            files,
+        } => {
             let ctx = context(&cli).await?;
             let record = ctx.record(record_type)?.clone();
             let mut rejected = false;
@@ -182,10 +204,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => path
                         .extension()
                         .map(|e| e.to_string_lossy().to_lowercase())
-                        .ok_or_else(|| anyhow!("{}: cannot tell the format; give --format", path.display()))?,
+                        .ok_or_else(|| {
+                            anyhow!("{}: cannot tell the format; give --format", path.display())
+                        })?,
                 };
                 let mapping = if fmt == "htcds-v2" {
-                    let preset = tip::config::load_preset(&ctx.config.resolve(&ctx.config.paths.presets), "htcds-v2")?;
+                    let preset = tip::config::load_preset(
+                        &ctx.config.resolve(&ctx.config.paths.presets),
+                        "htcds-v2",
+                    )?;
                     let feed = tip::config::FeedConfig {
                         record_type: record_type.clone(),
                         files: "*".into(),
@@ -195,12 +222,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         values: Default::default(),
                         impute: Default::default(),
                     };
-                    Mapping::for_feed("htcds-v2 preset", &record, &feed, &FormatOptions::default(), Some(&preset))?
+                    Mapping::for_feed(
+                        "htcds-v2 preset",
+                        &record,
+                        &feed,
+                        &FormatOptions::default(),
+                        Some(&preset),
+                    )?
                 } else {
-                    let f = Format::parse(&fmt).ok_or_else(|| anyhow!("unknown format {fmt:?} (csv, json, ndjson, xlsx, htcds-v2)"))?;
+                    let f = Format::parse(&fmt).ok_or_else(|| {
+                        anyhow!("unknown format {fmt:?} (csv, json, ndjson, xlsx, htcds-v2)")
+                    })?;
                     Mapping::canonical(&record, f, FormatOptions::default())
                 };
-                let sub = Submission { partner, mapping: &mapping, channel: "load" };
+                let sub = Submission {
+                    partner,
+                    mapping: &mapping,
+                    channel: "load",
+                };
                 let report = ingest::ingest_file(&ctx, &sub, path).await?;
                 rejected |= matches!(report.status, FileStatus::Rejected(_));
                 print_file(&report);
@@ -212,13 +251,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Query { format, file, as_of, sql } => {
-            let fmt = OutputFormat::parse(format).ok_or_else(|| anyhow!("unknown --format {format:?} (table, csv, json, ndjson)"))?;
+        Command::Query {
+            format,
+            file,
+            as_of,
+            sql,
+        } => {
+            let fmt = OutputFormat::parse(format)
+                .ok_or_else(|| anyhow!("unknown --format {format:?} (table, csv, json, ndjson)"))?;
             let ctx = context(&cli).await?;
             let as_of = as_of.as_deref().map(AsOf::parse).transpose()?;
-            let session = Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, as_of.as_ref()).await?;
+            let session =
+                Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, as_of.as_ref()).await?;
             let text = match (file, sql) {
-                (Some(f), None) => std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?,
+                (Some(f), None) => {
+                    std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?
+                }
                 (None, Some(s)) => s.clone(),
                 (Some(_), Some(_)) => bail!("give SQL or -f FILE, not both"),
                 (None, None) => {
@@ -271,13 +319,26 @@ async fn shell(session: &Session, fmt: OutputFormat) -> anyhow::Result<ExitCode>
 
 fn print_file(f: &FileReport) {
     match &f.status {
-        FileStatus::Unchanged => println!("  {} [{}]: unchanged (already ingested)", f.file, f.record_type),
+        FileStatus::Unchanged => println!(
+            "  {} [{}]: unchanged (already ingested)",
+            f.file, f.record_type
+        ),
         FileStatus::Rejected(reason) => {
             println!("  {} [{}]: REJECTED: {reason}", f.file, f.record_type);
             eprintln!("tip: {reason}");
         }
         FileStatus::Committed => {
-            let period = f.period.as_ref().map(|(a, b)| if a == b { a.clone() } else { format!("{a}..{b}") }).unwrap_or_else(|| "-".into());
+            let period = f
+                .period
+                .as_ref()
+                .map(|(a, b)| {
+                    if a == b {
+                        a.clone()
+                    } else {
+                        format!("{a}..{b}")
+                    }
+                })
+                .unwrap_or_else(|| "-".into());
             println!(
                 "  {} [{}]: {} rows read, {} accepted, {} quarantined; period {period}; table version {}",
                 f.file,
@@ -285,7 +346,9 @@ fn print_file(f: &FileReport) {
                 f.rows_read,
                 f.rows_accepted,
                 f.rows_quarantined(),
-                f.table_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+                f.table_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into())
             );
             if !f.imputed.is_empty() {
                 println!(
@@ -295,10 +358,16 @@ fn print_file(f: &FileReport) {
             }
             const SHOWN: usize = 20;
             for i in f.issues.iter().take(SHOWN) {
-                println!("    {} row {}, field {}: {}", f.file, i.row, i.field, i.reason);
+                println!(
+                    "    {} row {}, field {}: {}",
+                    f.file, i.row, i.field, i.reason
+                );
             }
             if f.issues.len() > SHOWN {
-                println!("    ... and {} more (table quarantine)", f.issues.len() - SHOWN);
+                println!(
+                    "    ... and {} more (table quarantine)",
+                    f.issues.len() - SHOWN
+                );
             }
         }
     }
@@ -317,14 +386,19 @@ async fn print_trend(ctx: &Context) -> anyhow::Result<()> {
     let undated = session
         .run("SELECT count(*) FROM cases WHERE imputed_fields LIKE '%registered_on%'")
         .await?;
-    let n = datafusion::arrow::compute::cast(undated[0].column(0), &datafusion::arrow::datatypes::DataType::Int64)?;
+    let n = datafusion::arrow::compute::cast(
+        undated[0].column(0),
+        &datafusion::arrow::datatypes::DataType::Int64,
+    )?;
     let n = n
         .as_any()
         .downcast_ref::<datafusion::arrow::array::Int64Array>()
         .map(|a| a.value(0))
         .unwrap_or(0);
     if n > 0 {
-        println!("({n} case reports without a registration date, such as HTCDS templates, are left out: they carry the submission date)");
+        println!(
+            "({n} case reports without a registration date, such as HTCDS templates, are left out: they carry the submission date)"
+        );
     }
     Ok(())
 }
@@ -338,14 +412,27 @@ fn print_tables(ctx: &Context) {
                 Some(d) => (d.class.as_str(), d.description.clone()),
                 None => match tip::schema::PROVENANCE.iter().find(|(p, _)| p == f.name()) {
                     Some((_, d)) => ("provenance", d.to_string()),
-                    None => ("pseudonym", "Keyed pseudonym (HMAC-SHA-256); see README, Privacy model.".into()),
+                    None => (
+                        "pseudonym",
+                        "Keyed pseudonym (HMAC-SHA-256); see README, Privacy model.".into(),
+                    ),
                 },
             };
-            println!("  {:<22} {:<28} {:<11} {}", f.name(), format!("{}", f.data_type()), class, desc);
+            println!(
+                "  {:<22} {:<28} {:<11} {}",
+                f.name(),
+                format!("{}", f.data_type()),
+                class,
+                desc
+            );
         }
         println!();
     }
-    println!("submissions — the ledger: one row per file committed (partner, record type, SHA-256, rows, period, table version)");
-    println!("quarantine — rejected rows: submission, row number, field and reason code (never the value)");
+    println!(
+        "submissions — the ledger: one row per file committed (partner, record type, SHA-256, rows, period, table version)"
+    );
+    println!(
+        "quarantine — rejected rows: submission, row number, field and reason code (never the value)"
+    );
     println!("organisations — the organisation registry: org_id, name, type, country, region");
 }

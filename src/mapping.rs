@@ -70,7 +70,10 @@ impl Mapping {
         let mut vmaps = HashMap::new();
         for (field, map) in values {
             if !targets.contains(field) {
-                return Err(bad(format!("values.{field}: no such field in {}", record.record_type)));
+                return Err(bad(format!(
+                    "values.{field}: no such field in {}",
+                    record.record_type
+                )));
             }
             let m: HashMap<String, String> = map
                 .iter()
@@ -80,7 +83,10 @@ impl Mapping {
         }
         for (field, how) in impute {
             if !targets.contains(field) {
-                return Err(bad(format!("impute.{field}: no such field in {}", record.record_type)));
+                return Err(bad(format!(
+                    "impute.{field}: no such field in {}",
+                    record.record_type
+                )));
             }
             if how != "submission_date" {
                 return Err(bad(format!(
@@ -100,7 +106,10 @@ impl Mapping {
             record_type: record.record_type.clone(),
             format,
             options,
-            columns: columns.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+            columns: columns
+                .iter()
+                .map(|(a, b)| (a.clone(), b.clone()))
+                .collect(),
             values: vmaps,
             impute: impute.clone(),
             list_fields: record
@@ -157,7 +166,10 @@ impl Mapping {
         }
         columns.extend(feed.columns.clone());
         for (f, m) in &feed.values {
-            values.entry(f.clone()).or_insert_with(BTreeMap::new).extend(m.clone());
+            values
+                .entry(f.clone())
+                .or_insert_with(BTreeMap::new)
+                .extend(m.clone());
         }
         impute.extend(feed.impute.clone());
         let kind = options.kind.clone().unwrap_or_else(|| "csv".into());
@@ -202,7 +214,11 @@ impl Mapping {
 
     /// Maps a raw batch to the canonical layout: columns renamed and coalesced, partner labels
     /// translated, lists joined with the canonical separator, imputations applied.
-    pub fn apply(&self, raw: &RecordBatch, submission_date: &str) -> Result<RecordBatch, MappingError> {
+    pub fn apply(
+        &self,
+        raw: &RecordBatch,
+        submission_date: &str,
+    ) -> Result<RecordBatch, MappingError> {
         let rows = raw.num_rows();
         let src_rows = raw
             .column_by_name("source_row")
@@ -248,7 +264,8 @@ impl Mapping {
             }
         }
         out.push(Arc::new(ib.finish()));
-        RecordBatch::try_new(self.schema.clone(), out).map_err(|e| MappingError::Arrow(e.to_string()))
+        RecordBatch::try_new(self.schema.clone(), out)
+            .map_err(|e| MappingError::Arrow(e.to_string()))
     }
 
     fn map_list(&self, v: &str, vmap: Option<&HashMap<String, String>>) -> String {

@@ -157,8 +157,14 @@ pub fn date(raw: &str, formats: &[String]) -> Result<NaiveDate, DateProblem> {
 /// True when `s` has digits where the format has numeric fields and the same separators,
 /// so a parse failure means the calendar date does not exist rather than a wrong shape.
 fn shape_matches(s: &str, format: &str) -> bool {
-    let seps = |x: &str| -> String { x.chars().filter(|c| !c.is_ascii_alphanumeric() && *c != '%').collect() };
-    s.chars().all(|c| c.is_ascii_digit() || !c.is_alphanumeric()) && seps(s) == seps(format)
+    let seps = |x: &str| -> String {
+        x.chars()
+            .filter(|c| !c.is_ascii_alphanumeric() && *c != '%')
+            .collect()
+    };
+    s.chars()
+        .all(|c| c.is_ascii_digit() || !c.is_alphanumeric())
+        && seps(s) == seps(format)
 }
 
 /// Letters that have no Unicode decomposition into a base letter and a mark.
@@ -197,24 +203,112 @@ pub fn transliterate_cyrillic(s: &str) -> String {
         let prev = if i > 0 { chars[i - 1] } else { ' ' };
         let t: &str = if russian {
             match c {
-                'а' => "a", 'б' => "b", 'в' => "v", 'г' => "g", 'ґ' => "g", 'д' => "d",
-                'е' | 'ё' | 'э' | 'є' => "e", 'ж' => "zh", 'з' => "z", 'и' | 'й' | 'і' | 'ї' => "i", 'к' => "k", 'л' => "l", 'м' => "m",
-                'н' => "n", 'о' => "o", 'п' => "p", 'р' => "r", 'с' => "s", 'т' => "t", 'у' | 'ў' => "u",
-                'ф' => "f", 'х' => "kh", 'ц' => "ts", 'ч' => "ch", 'ш' => "sh", 'щ' => "shch",
-                'ъ' => "ie", 'ы' => "y", 'ь' => "", 'ю' => "iu", 'я' => "ia",
-                _ => { out.push(c); continue; }
+                'а' => "a",
+                'б' => "b",
+                'в' => "v",
+                'г' => "g",
+                'ґ' => "g",
+                'д' => "d",
+                'е' | 'ё' | 'э' | 'є' => "e",
+                'ж' => "zh",
+                'з' => "z",
+                'и' | 'й' | 'і' | 'ї' => "i",
+                'к' => "k",
+                'л' => "l",
+                'м' => "m",
+                'н' => "n",
+                'о' => "o",
+                'п' => "p",
+                'р' => "r",
+                'с' => "s",
+                'т' => "t",
+                'у' | 'ў' => "u",
+                'ф' => "f",
+                'х' => "kh",
+                'ц' => "ts",
+                'ч' => "ch",
+                'ш' => "sh",
+                'щ' => "shch",
+                'ъ' => "ie",
+                'ы' => "y",
+                'ь' => "",
+                'ю' => "iu",
+                'я' => "ia",
+                _ => {
+                    out.push(c);
+                    continue;
+                }
             }
         } else {
             match c {
-                'а' => "a", 'б' => "b", 'в' => "v", 'г' if prev == 'з' => "gh", 'г' => "h", 'ґ' => "g",
-                'д' => "d", 'е' | 'э' | 'ё' => "e", 'є' => if word_start { "ye" } else { "ie" },
-                'ж' => "zh", 'з' => "z", 'и' | 'ы' => "y", 'і' => "i",
-                'ї' => if word_start { "yi" } else { "i" }, 'й' => if word_start { "y" } else { "i" },
-                'к' => "k", 'л' => "l", 'м' => "m", 'н' => "n", 'о' => "o", 'п' => "p", 'р' => "r",
-                'с' => "s", 'т' => "t", 'у' | 'ў' => "u", 'ф' => "f", 'х' => "kh", 'ц' => "ts",
-                'ч' => "ch", 'ш' => "sh", 'щ' => "shch", 'ь' | 'ъ' => "",
-                'ю' => if word_start { "yu" } else { "iu" }, 'я' => if word_start { "ya" } else { "ia" },
-                _ => { out.push(c); continue; }
+                'а' => "a",
+                'б' => "b",
+                'в' => "v",
+                'г' if prev == 'з' => "gh",
+                'г' => "h",
+                'ґ' => "g",
+                'д' => "d",
+                'е' | 'э' | 'ё' => "e",
+                'є' => {
+                    if word_start {
+                        "ye"
+                    } else {
+                        "ie"
+                    }
+                }
+                'ж' => "zh",
+                'з' => "z",
+                'и' | 'ы' => "y",
+                'і' => "i",
+                'ї' => {
+                    if word_start {
+                        "yi"
+                    } else {
+                        "i"
+                    }
+                }
+                'й' => {
+                    if word_start {
+                        "y"
+                    } else {
+                        "i"
+                    }
+                }
+                'к' => "k",
+                'л' => "l",
+                'м' => "m",
+                'н' => "n",
+                'о' => "o",
+                'п' => "p",
+                'р' => "r",
+                'с' => "s",
+                'т' => "t",
+                'у' | 'ў' => "u",
+                'ф' => "f",
+                'х' => "kh",
+                'ц' => "ts",
+                'ч' => "ch",
+                'ш' => "sh",
+                'щ' => "shch",
+                'ь' | 'ъ' => "",
+                'ю' => {
+                    if word_start {
+                        "yu"
+                    } else {
+                        "iu"
+                    }
+                }
+                'я' => {
+                    if word_start {
+                        "ya"
+                    } else {
+                        "ia"
+                    }
+                }
+                _ => {
+                    out.push(c);
+                    continue;
+                }
             }
         };
         out.push_str(t);
@@ -264,7 +358,10 @@ mod tests {
 
     #[test]
     fn labels_fold() {
-        assert_eq!(label("  Seksualinis  IŠNAUDOJIMAS "), "seksualinis isnaudojimas");
+        assert_eq!(
+            label("  Seksualinis  IŠNAUDOJIMAS "),
+            "seksualinis isnaudojimas"
+        );
         assert_eq!(label("follow-up"), "follow up");
         assert_eq!(label("follow_up"), "follow up");
         assert_eq!(label("Debt bondage "), "debt bondage");
@@ -280,24 +377,37 @@ mod tests {
     #[test]
     fn dates() {
         let dm = vec!["%d.%m.%Y".to_string()];
-        assert_eq!(date("03.04.2025", &dm), Ok(NaiveDate::from_ymd_opt(2025, 4, 3).unwrap()));
-        assert_eq!(date("2025-04-03", &dm), Ok(NaiveDate::from_ymd_opt(2025, 4, 3).unwrap()));
-        assert_eq!(date("2025-04-03T10:00:00Z", &[]), Ok(NaiveDate::from_ymd_opt(2025, 4, 3).unwrap()));
+        assert_eq!(
+            date("03.04.2025", &dm),
+            Ok(NaiveDate::from_ymd_opt(2025, 4, 3).unwrap())
+        );
+        assert_eq!(
+            date("2025-04-03", &dm),
+            Ok(NaiveDate::from_ymd_opt(2025, 4, 3).unwrap())
+        );
+        assert_eq!(
+            date("2025-04-03T10:00:00Z", &[]),
+            Ok(NaiveDate::from_ymd_opt(2025, 4, 3).unwrap())
+        );
         assert_eq!(date("31.02.2025", &dm), Err(DateProblem::Impossible));
         assert_eq!(date("2025-02-30", &[]), Err(DateProblem::Impossible));
         assert_eq!(date("yesterday", &dm), Err(DateProblem::Invalid));
         let both = vec!["%d/%m/%Y".to_string(), "%m/%d/%Y".to_string()];
         assert_eq!(date("03/04/2025", &both), Err(DateProblem::Ambiguous));
-        assert_eq!(date("13/04/2025", &both), Ok(NaiveDate::from_ymd_opt(2025, 4, 13).unwrap()));
+        assert_eq!(
+            date("13/04/2025", &both),
+            Ok(NaiveDate::from_ymd_opt(2025, 4, 13).unwrap())
+        );
     }
 
     /// normalise(normalise(x)) == normalise(x), over generated strings mixing the scripts and
     /// punctuation partners use.
     #[test]
     fn idempotent_property() {
-        let alphabet: Vec<char> = "aAąĄčČęėĖįšųūžŽāēģīķļņłńóśźżõäöüåøæßЖжШшЮюЇїЄєҐґЫыЁёЪъ -'’.,_ＡŁ0123"
-            .chars()
-            .collect();
+        let alphabet: Vec<char> =
+            "aAąĄčČęėĖįšųūžŽāēģīķļņłńóśźżõäöüåøæßЖжШшЮюЇїЄєҐґЫыЁёЪъ -'’.,_ＡŁ0123"
+                .chars()
+                .collect();
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..20_000 {
             let len = (next(&mut state) % 16) as usize;

@@ -25,7 +25,10 @@ const MAC_BYTES: usize = 20;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("key file {file}: cannot read: {kind}")]
-    Read { file: String, kind: std::io::ErrorKind },
+    Read {
+        file: String,
+        kind: std::io::ErrorKind,
+    },
     #[error("key file {file}: must hold exactly 64 hexadecimal characters (256 bits)")]
     Format { file: String },
     #[error(
@@ -35,8 +38,13 @@ pub enum KeyError {
     #[error("key file {file}: already exists; refusing to overwrite a key")]
     Exists { file: String },
     #[error("key file {file}: cannot write: {kind}")]
-    Write { file: String, kind: std::io::ErrorKind },
-    #[error("no pseudonymisation key: {file} does not exist and TIP_KEY is not set (create one with `tip key new {file}`)")]
+    Write {
+        file: String,
+        kind: std::io::ErrorKind,
+    },
+    #[error(
+        "no pseudonymisation key: {file} does not exist and TIP_KEY is not set (create one with `tip key new {file}`)"
+    )]
     Missing { file: String },
 }
 
@@ -126,7 +134,9 @@ impl Key {
         text.zeroize();
         match res {
             Ok(()) => Ok(key),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(KeyError::Exists { file }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(KeyError::Exists { file })
+            }
             Err(e) => Err(KeyError::Write {
                 file,
                 kind: e.kind(),
@@ -357,9 +367,18 @@ impl Stage {
         for (_, maker, inputs, partner_scoped) in &self.makers {
             let arrays: Vec<Arc<dyn Array>> = inputs
                 .iter()
-                .map(|f| validated.column_by_name(f).cloned().ok_or_else(|| format!("missing {f}")))
+                .map(|f| {
+                    validated
+                        .column_by_name(f)
+                        .cloned()
+                        .ok_or_else(|| format!("missing {f}"))
+                })
                 .collect::<Result<_, _>>()?;
-            let scope = if *partner_scoped { prov.partner.as_str() } else { "" };
+            let scope = if *partner_scoped {
+                prov.partner.as_str()
+            } else {
+                ""
+            };
             let mut b = StringBuilder::with_capacity(n, n * 56);
             let mut parts: Vec<String> = Vec::with_capacity(arrays.len());
             for r in 0..n {

@@ -85,12 +85,16 @@ impl Session {
             .sql_with_options(sql, opts)
             .await
             .map_err(|e| refuse_or_sql(e.to_string()))?;
-        df.collect().await.map_err(|e| QueryError::Sql(e.to_string()))
+        df.collect()
+            .await
+            .map_err(|e| QueryError::Sql(e.to_string()))
     }
 }
 
 fn refuse_or_sql(msg: String) -> QueryError {
-    if msg.contains("not supported") && (msg.contains("DDL") || msg.contains("DML") || msg.contains("Statement")) {
+    if msg.contains("not supported")
+        && (msg.contains("DDL") || msg.contains("DML") || msg.contains("Statement"))
+    {
         QueryError::Refused(msg)
     } else {
         QueryError::Sql(msg)
@@ -107,13 +111,15 @@ pub fn gate(sql: &str) -> Result<(), QueryError> {
         )));
     }
     let ok = match &stmts[0] {
-        DFStatement::Statement(s) => matches!(
-            s.as_ref(),
-            Statement::Query(_)
-                | Statement::ShowTables { .. }
-                | Statement::ShowColumns { .. }
-                | Statement::ExplainTable { .. }
-        ) || matches!(s.as_ref(), Statement::Explain { statement, analyze: false, .. } if matches!(statement.as_ref(), Statement::Query(_))),
+        DFStatement::Statement(s) => {
+            matches!(
+                s.as_ref(),
+                Statement::Query(_)
+                    | Statement::ShowTables { .. }
+                    | Statement::ShowColumns { .. }
+                    | Statement::ExplainTable { .. }
+            ) || matches!(s.as_ref(), Statement::Explain { statement, analyze: false, .. } if matches!(statement.as_ref(), Statement::Query(_)))
+        }
         DFStatement::Explain(e) => matches!(
             e.statement.as_ref(),
             DFStatement::Statement(s) if matches!(s.as_ref(), Statement::Query(_))
@@ -124,7 +130,8 @@ pub fn gate(sql: &str) -> Result<(), QueryError> {
         Ok(())
     } else {
         Err(QueryError::Refused(
-            "only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE are allowed; the lake is read-only".into(),
+            "only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE are allowed; the lake is read-only"
+                .into(),
         ))
     }
 }
@@ -141,11 +148,21 @@ fn organisations_table(registry: &Registry) -> Result<MemTable, QueryError> {
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
-            Arc::new(StringArray::from_iter_values(o.iter().map(|x| x.org_id.as_str()))),
-            Arc::new(StringArray::from_iter_values(o.iter().map(|x| x.name.as_str()))),
-            Arc::new(StringArray::from_iter_values(o.iter().map(|x| x.org_type.as_str()))),
-            Arc::new(StringArray::from_iter_values(o.iter().map(|x| x.country.as_str()))),
-            Arc::new(StringArray::from_iter(o.iter().map(|x| x.region.as_deref()))),
+            Arc::new(StringArray::from_iter_values(
+                o.iter().map(|x| x.org_id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                o.iter().map(|x| x.name.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                o.iter().map(|x| x.org_type.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                o.iter().map(|x| x.country.as_str()),
+            )),
+            Arc::new(StringArray::from_iter(
+                o.iter().map(|x| x.region.as_deref()),
+            )),
         ],
     )
     .map_err(|e| QueryError::Sql(e.to_string()))?;
@@ -183,7 +200,9 @@ pub fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<Vec<u8>, 
             out.push(b'\n');
         }
         OutputFormat::Csv => {
-            let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
             for b in batches {
                 w.write(b).map_err(err)?;
             }
@@ -234,7 +253,14 @@ mod tests {
             "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'",
             "SELECT 1; DROP TABLE cases",
         ] {
-            assert!(matches!(gate(bad), Err(QueryError::Refused(_)) | Err(QueryError::Sql(_))), "{bad}: {:?}", gate(bad));
+            assert!(
+                matches!(
+                    gate(bad),
+                    Err(QueryError::Refused(_)) | Err(QueryError::Sql(_))
+                ),
+                "{bad}: {:?}",
+                gate(bad)
+            );
         }
     }
 }

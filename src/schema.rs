@@ -137,15 +137,30 @@ pub struct RecordSchema {
 /// Columns the pipeline adds to every stored row.
 pub const PROVENANCE: &[(&str, &str)] = &[
     ("partner", "Registry id of the partner that sent the row."),
-    ("reporting_country", "Country of the partner (partition column)."),
-    ("period", "Month of the record's date, YYYY-MM (partition column)."),
+    (
+        "reporting_country",
+        "Country of the partner (partition column).",
+    ),
+    (
+        "period",
+        "Month of the record's date, YYYY-MM (partition column).",
+    ),
     ("submission_id", "The submission the row arrived in."),
     ("source_sha256", "SHA-256 of the source file."),
-    ("source_row", "Row number in the source file, as the partner sees it."),
-    ("key_version", "Fingerprint of the key that made the pseudonyms (not the key)."),
+    (
+        "source_row",
+        "Row number in the source file, as the partner sees it.",
+    ),
+    (
+        "key_version",
+        "Fingerprint of the key that made the pseudonyms (not the key).",
+    ),
     ("schema_version", "Version of the record type's schema."),
     ("ingested_at", "When the row was committed (UTC)."),
-    ("imputed_fields", "Fields the pipeline filled in, e.g. registered_on from the submission date."),
+    (
+        "imputed_fields",
+        "Fields the pipeline filled in, e.g. registered_on from the submission date.",
+    ),
 ];
 
 /// The partition columns of every record table, so that filters on country and period prune.
@@ -359,8 +374,15 @@ impl Catalog {
         names.sort();
         let mut organisation = None;
         for path in names {
-            let stem = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
-            if matches!(stem.as_str(), "codelists" | "countries" | "pseudonyms" | "population") {
+            let stem = path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            if matches!(
+                stem.as_str(),
+                "codelists" | "countries" | "pseudonyms" | "population"
+            ) {
                 continue;
             }
             let rs: RecordSchema = read_json(&path)?;
@@ -393,7 +415,9 @@ impl Catalog {
     /// ISO 3166-1 alpha-2 code for an alpha-2, alpha-3 or country name in any of the
     /// supported languages.
     pub fn country(&self, raw: &str) -> Option<&str> {
-        self.countries.get(&normalise::label(raw)).map(|s| s.as_str())
+        self.countries
+            .get(&normalise::label(raw))
+            .map(|s| s.as_str())
     }
 
     pub fn country_codes(&self) -> &[String] {
@@ -475,11 +499,17 @@ fn check_record(
             }
         }
         if f.pseudonym.is_some() && f.class != FieldClass::Identifier {
-            return Err(bad(format!("field {}: only identifiers feed pseudonyms", f.name)));
+            return Err(bad(format!(
+                "field {}: only identifiers feed pseudonyms",
+                f.name
+            )));
         }
         if let Some(d) = &f.derive {
             if !DERIVE_FUNCTIONS.contains(&d.function.as_str()) {
-                return Err(bad(format!("field {}: unknown derivation {}", f.name, d.function)));
+                return Err(bad(format!(
+                    "field {}: unknown derivation {}",
+                    f.name, d.function
+                )));
             }
             for src in &d.from {
                 if !rs.fields[..i].iter().any(|g| &g.name == src) {
@@ -493,16 +523,27 @@ fn check_record(
         if let Some(nb) = &f.not_before
             && rs.field(nb).is_none()
         {
-            return Err(bad(format!("field {}: not_before names unknown field {nb}", f.name)));
+            return Err(bad(format!(
+                "field {}: not_before names unknown field {nb}",
+                f.name
+            )));
         }
         if PROVENANCE.iter().any(|(p, _)| *p == f.name) {
-            return Err(bad(format!("field {} collides with a provenance column", f.name)));
+            return Err(bad(format!(
+                "field {} collides with a provenance column",
+                f.name
+            )));
         }
     }
     if let Some(p) = &rs.period_field {
         match rs.field(p) {
-            Some(f) if matches!(f.ftype, FieldType::Date | FieldType::MonthOrDate) && f.required => {}
-            _ => return Err(bad(format!("period_field {p} must be a required date field"))),
+            Some(f)
+                if matches!(f.ftype, FieldType::Date | FieldType::MonthOrDate) && f.required => {}
+            _ => {
+                return Err(bad(format!(
+                    "period_field {p} must be a required date field"
+                )));
+            }
         }
     }
     Ok(())
@@ -524,8 +565,17 @@ mod tests {
         }
         let case = c.record("case").unwrap();
         let stored = case.stored_schema();
-        for id in ["given_name", "family_name", "birth_date", "phone", "case_number"] {
-            assert!(stored.field_with_name(id).is_err(), "{id} must not be stored");
+        for id in [
+            "given_name",
+            "family_name",
+            "birth_date",
+            "phone",
+            "case_number",
+        ] {
+            assert!(
+                stored.field_with_name(id).is_err(),
+                "{id} must not be stored"
+            );
         }
         assert!(stored.field_with_name("person_id").is_ok());
     }
@@ -545,6 +595,9 @@ mod tests {
         assert_eq!(c.country("Lietuva"), Some("LT"));
         assert_eq!(c.country("Ukraina"), Some("UA"));
         assert_eq!(c.country("Norge"), Some("NO"));
-        assert_eq!(c.lists["region"].lookup("Vilniaus apskritis"), Some("LT011"));
+        assert_eq!(
+            c.lists["region"].lookup("Vilniaus apskritis"),
+            Some("LT011")
+        );
     }
 }

@@ -190,7 +190,13 @@ impl<'a> Validator<'a> {
         Ok(v)
     }
 
-    fn parse(&self, i: usize, f: &FieldDef, raw: &str, month_only: &mut [bool]) -> Result<V, &'static str> {
+    fn parse(
+        &self,
+        i: usize,
+        f: &FieldDef,
+        raw: &str,
+        month_only: &mut [bool],
+    ) -> Result<V, &'static str> {
         if f.class == FieldClass::Identifier {
             let norm = self.normalisers[i].as_deref().unwrap_or("dropped");
             return Ok(match (f.ftype, norm) {
@@ -240,7 +246,12 @@ impl<'a> Validator<'a> {
                     _ => return Err("invalid_number"),
                 }
             }
-            FieldType::Bool => match self.catalog.lists.get("boolean").and_then(|l| l.lookup(raw)) {
+            FieldType::Bool => match self
+                .catalog
+                .lists
+                .get("boolean")
+                .and_then(|l| l.lookup(raw))
+            {
                 Some("true") => V::Bool(true),
                 Some("false") => V::Bool(false),
                 _ => return Err("invalid_boolean"),
@@ -252,7 +263,11 @@ impl<'a> Validator<'a> {
             FieldType::CodeList => {
                 let list = self.list(f)?;
                 let mut out: Vec<String> = Vec::new();
-                for part in raw.split(LIST_JOIN).map(str::trim).filter(|p| !p.is_empty()) {
+                for part in raw
+                    .split(LIST_JOIN)
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                {
                     let c = list.lookup(part).ok_or("unknown_code")?;
                     if !out.iter().any(|o| o == c) {
                         out.push(c.to_string());
@@ -260,7 +275,12 @@ impl<'a> Validator<'a> {
                 }
                 V::List(out)
             }
-            FieldType::Country => V::Str(self.catalog.country(raw).ok_or("unknown_country")?.to_string()),
+            FieldType::Country => V::Str(
+                self.catalog
+                    .country(raw)
+                    .ok_or("unknown_country")?
+                    .to_string(),
+            ),
             FieldType::Region => V::Str(
                 self.catalog.lists["region"]
                     .lookup(raw)
@@ -344,8 +364,14 @@ impl<'a> Validator<'a> {
         month_only: &[bool],
     ) -> Result<V, &'static str> {
         let fields = &self.record.fields;
-        let a = from.first().map(|s| lookup(fields, prior, s)).unwrap_or(&V::Null);
-        let b = from.get(1).map(|s| lookup(fields, prior, s)).unwrap_or(&V::Null);
+        let a = from
+            .first()
+            .map(|s| lookup(fields, prior, s))
+            .unwrap_or(&V::Null);
+        let b = from
+            .get(1)
+            .map(|s| lookup(fields, prior, s))
+            .unwrap_or(&V::Null);
         Ok(match (function, a, b) {
             ("age_years", V::Date(birth), V::Date(at)) => {
                 if birth > at {

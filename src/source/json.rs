@@ -100,10 +100,12 @@ pub(super) fn read_lines(
     let mut parsed_any = false;
     loop {
         line.clear();
-        let read = rdr.read_until(b'\n', &mut line).map_err(|e| SourceError::Read {
-            file: file.into(),
-            detail: e.kind().to_string(),
-        })?;
+        let read = rdr
+            .read_until(b'\n', &mut line)
+            .map_err(|e| SourceError::Read {
+                file: file.into(),
+                detail: e.kind().to_string(),
+            })?;
         if read == 0 {
             break;
         }
@@ -160,7 +162,11 @@ pub(super) fn read_array(
 ) -> Result<u64, SourceError> {
     let mut rdr = open(path, file)?;
     // Skip a UTF-8 byte-order mark.
-    if rdr.fill_buf().map(|b| b.starts_with(&[0xEF, 0xBB, 0xBF])).unwrap_or(false) {
+    if rdr
+        .fill_buf()
+        .map(|b| b.starts_with(&[0xEF, 0xBB, 0xBF]))
+        .unwrap_or(false)
+    {
         rdr.consume(3);
     }
     let keys = Keys::new(&spec.wanted);

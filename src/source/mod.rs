@@ -72,7 +72,9 @@ pub enum SourceError {
         format: &'static str,
         detail: String,
     },
-    #[error("{file}: row {row}: bytes that are not valid {encoding}; check the encoding declared for this partner")]
+    #[error(
+        "{file}: row {row}: bytes that are not valid {encoding}; check the encoding declared for this partner"
+    )]
     Encoding {
         file: String,
         row: u64,
@@ -202,15 +204,23 @@ pub(crate) fn check_required(
     idx: &[Option<usize>],
 ) -> Result<(), SourceError> {
     for (field, sources) in &spec.required {
-        let present = sources
-            .iter()
-            .any(|s| spec.wanted.iter().position(|w| w == s).and_then(|i| idx[i]).is_some());
+        let present = sources.iter().any(|s| {
+            spec.wanted
+                .iter()
+                .position(|w| w == s)
+                .and_then(|i| idx[i])
+                .is_some()
+        });
         if !present {
             return Err(SourceError::Structure {
                 file: file.into(),
                 detail: format!(
                     "missing required column for field {field} (expected {})",
-                    if sources.is_empty() { field.clone() } else { sources.join(" or ") }
+                    if sources.is_empty() {
+                        field.clone()
+                    } else {
+                        sources.join(" or ")
+                    }
                 ),
             });
         }
@@ -281,7 +291,11 @@ impl RowBuffer {
             return Ok(());
         }
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(self.rows.finish())];
-        arrays.extend(self.cols.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        arrays.extend(
+            self.cols
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
         let batch = RecordBatch::try_new(self.schema.clone(), arrays)
             .map_err(|e| SourceError::Sink(e.to_string()))?;
         self.len = 0;

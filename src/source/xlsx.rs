@@ -41,10 +41,12 @@ pub(super) fn read(
                 detail: format!("the workbook has no sheet {}", spec.sheet_index + 1),
             })?,
     };
-    let range = wb.worksheet_range(&sheet).map_err(|_| SourceError::Structure {
-        file: file.into(),
-        detail: format!("sheet {sheet:?} cannot be read"),
-    })?;
+    let range = wb
+        .worksheet_range(&sheet)
+        .map_err(|_| SourceError::Structure {
+            file: file.into(),
+            detail: format!("sheet {sheet:?} cannot be read"),
+        })?;
     let Some((_, _)) = range.start() else {
         return Err(SourceError::Empty { file: file.into() });
     };
@@ -80,7 +82,11 @@ pub(super) fn read(
             };
         }
         // Rows with nothing in any mapped column are blank template rows, not records.
-        if values.iter().all(|v| v.as_deref().is_none_or(|s| s.trim().is_empty())) && bad.is_none() {
+        if values
+            .iter()
+            .all(|v| v.as_deref().is_none_or(|s| s.trim().is_empty()))
+            && bad.is_none()
+        {
             continue;
         }
         let row = r as u64 + 1;

@@ -66,7 +66,8 @@ pub async fn scalar(ctx: &Context, sql: &str) -> i64 {
         .expect("session");
     let b = s.run(sql).await.expect("query");
     let col = b[0].column(0);
-    let v = datafusion::arrow::compute::cast(col, &datafusion::arrow::datatypes::DataType::Int64).unwrap();
+    let v = datafusion::arrow::compute::cast(col, &datafusion::arrow::datatypes::DataType::Int64)
+        .unwrap();
     v.as_any()
         .downcast_ref::<datafusion::arrow::array::Int64Array>()
         .unwrap()

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use crate::common::{Env, repo, stderr, stdout};
 
 fn row(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -30,7 +33,10 @@ fn filled_htcds_templates_load_with_the_preset() {
                 ("con_Consent", "Yes"),
                 ("vic_TraffickingStatus", "Possible victim of trafficking"),
                 // The template's own misspelt field name.
-                ("vic_TraffickinStatusDecisionMakingOrg", "Court or prosecution"),
+                (
+                    "vic_TraffickinStatusDecisionMakingOrg",
+                    "Court or prosecution",
+                ),
                 ("vic_MethodOfRecruitment", "Through online social networks"),
                 ("vic_MethodsOfControl", "Debt bondage ;Psychological abuse"),
                 ("vic_TypeOfExploitation", "Sexual exploitation"),
@@ -49,13 +55,31 @@ fn filled_htcds_templates_load_with_the_preset() {
                 ("vic_TypeOfExploitation", "Forced begging;Forced labour"),
             ]),
         ];
-        let bytes = tip::generate::fill_htcds_template(&std::fs::read(template).unwrap(), &rows).unwrap();
+        let bytes =
+            tip::generate::fill_htcds_template(&std::fs::read(template).unwrap(), &rows).unwrap();
         let file = env.path(&format!("htcds-{k}.xlsx"));
         std::fs::write(&file, bytes).unwrap();
-        let out = env.tip(&["load", "--partner", "NO-NGO-01", "--type", "case", "--format", "htcds-v2", file.to_str().unwrap()]);
+        let out = env.tip(&[
+            "load",
+            "--partner",
+            "NO-NGO-01",
+            "--type",
+            "case",
+            "--format",
+            "htcds-v2",
+            file.to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{}", stderr(&out));
-        assert!(stdout(&out).contains("2 accepted, 0 quarantined"), "{}", stdout(&out));
-        assert!(stdout(&out).contains("registered_on filled in from the submission date"), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains("2 accepted, 0 quarantined"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(
+            stdout(&out).contains("registered_on filled in from the submission date"),
+            "{}",
+            stdout(&out)
+        );
         let q = env.tip(&[
             "query",
             "--format",
@@ -71,8 +95,14 @@ fn filled_htcds_templates_load_with_the_preset() {
         assert_eq!(a["citizenship"], "UA");
         assert_eq!(a["status"], "presumed");
         assert_eq!(a["identified_by"], "prosecution");
-        assert_eq!(a["recruitment"], serde_json::json!(["online_social_network"]));
-        assert_eq!(a["means_of_control"], serde_json::json!(["debt_bondage", "psychological_abuse"]));
+        assert_eq!(
+            a["recruitment"],
+            serde_json::json!(["online_social_network"])
+        );
+        assert_eq!(
+            a["means_of_control"],
+            serde_json::json!(["debt_bondage", "psychological_abuse"])
+        );
         assert_eq!(a["exploitation"], serde_json::json!(["sexual"]));
         assert_eq!(a["exploitation_country"], "NO");
         assert_eq!(a["consent"], true);
@@ -93,8 +123,20 @@ fn filled_htcds_templates_load_with_the_preset() {
         // Nothing of the free text, e-mail, address or case worker reached the lake.
         for f in crate::common::all_files(&env.lake) {
             let bytes = std::fs::read(&f).unwrap();
-            for needle in ["Caseworker", "olena@", "Storgata", "Free text", "Olena", "Shevchenko", "2010-04-05"] {
-                assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} in {}", f.display());
+            for needle in [
+                "Caseworker",
+                "olena@",
+                "Storgata",
+                "Free text",
+                "Olena",
+                "Shevchenko",
+                "2010-04-05",
+            ] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "{needle} in {}",
+                    f.display()
+                );
             }
         }
     }

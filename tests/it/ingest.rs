@@ -11,7 +11,8 @@ use tip::source::Format;
 use crate::common::{Env, repo, scalar, stderr, stdout};
 
 fn truth() -> Truth {
-    let text = std::fs::read_to_string(repo().join("sample-data/ground-truth.json")).expect("ground truth");
+    let text = std::fs::read_to_string(repo().join("sample-data/ground-truth.json"))
+        .expect("ground truth");
     serde_json::from_str(&text).expect("ground truth json")
 }
 
@@ -54,14 +55,28 @@ async fn sample_data_matches_ground_truth_and_reingest_is_a_noop() {
     }
     let planted: usize = truth.files.iter().map(|f| f.bad_rows.len()).sum();
     assert!(planted >= 6, "a handful of planted bad rows");
-    let reasons: std::collections::BTreeSet<&str> =
-        truth.files.iter().flat_map(|f| f.bad_rows.iter().map(|b| b.reason.as_str())).collect();
-    for r in ["unknown_code", "impossible_date", "missing_required", "invalid_number"] {
+    let reasons: std::collections::BTreeSet<&str> = truth
+        .files
+        .iter()
+        .flat_map(|f| f.bad_rows.iter().map(|b| b.reason.as_str()))
+        .collect();
+    for r in [
+        "unknown_code",
+        "impossible_date",
+        "missing_required",
+        "invalid_number",
+    ] {
         assert!(reasons.contains(r), "planted {r}");
     }
 
     // The lake holds exactly the accepted rows.
-    for (t, table) in [("case", "cases"), ("service", "services"), ("referral", "referrals"), ("event", "events"), ("outcome", "outcomes")] {
+    for (t, table) in [
+        ("case", "cases"),
+        ("service", "services"),
+        ("referral", "referrals"),
+        ("event", "events"),
+        ("outcome", "outcomes"),
+    ] {
         let n = scalar(&ctx, &format!("SELECT count(*) FROM {table}")).await;
         assert_eq!(n as u64, expected_per_type[t], "{table}");
     }
@@ -92,7 +107,9 @@ async fn sample_data_matches_ground_truth_and_reingest_is_a_noop() {
 
     // Re-ingest: nothing changes, not even a Delta version.
     let before = ctx.lake.versions(&ctx.table_names()).await.unwrap();
-    let again = tip::ingest::run_pipelines(&ctx, &[]).await.expect("re-ingest");
+    let again = tip::ingest::run_pipelines(&ctx, &[])
+        .await
+        .expect("re-ingest");
     for p in &again {
         for f in &p.files {
             assert_eq!(f.status, FileStatus::Unchanged, "{}", f.file);
@@ -114,7 +131,12 @@ fn sample_data_is_reproducible_from_the_generator() {
         let rel = f.strip_prefix(dir.path()).unwrap();
         let a = std::fs::read(&f).unwrap();
         let b = std::fs::read(committed.join(rel)).unwrap_or_default();
-        assert!(a == b, "sample-data/{} differs from `tip generate --seed {}`", rel.display(), truth.seed);
+        assert!(
+            a == b,
+            "sample-data/{} differs from `tip generate --seed {}`",
+            rel.display(),
+            truth.seed
+        );
     }
 }
 
@@ -132,35 +154,85 @@ async fn resubmission_replaces_the_period_in_one_commit() {
     let ctx = env.ctx().await;
     let record = ctx.catalog.record("case").unwrap().clone();
     let mapping = Mapping::canonical(&record, Format::Csv, Default::default());
-    let sub = Submission { partner: "LT-NGO-01", mapping: &mapping, channel: "test" };
+    let sub = Submission {
+        partner: "LT-NGO-01",
+        mapping: &mapping,
+        channel: "test",
+    };
 
-    let first = write(&env, "march.csv", &format!(
-        "{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-03-03,female,LT,identified,sexual\nA2,Jonas,Kazlauskas,2011-05-06,2025-03-10,male,LT,presumed,labour\nA3,Eglė,Šimkutė,2010-07-08,2025-03-20,female,LT,identified,sexual;online_sexual\n"
-    ));
+    let first = write(
+        &env,
+        "march.csv",
+        &format!(
+            "{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-03-03,female,LT,identified,sexual\nA2,Jonas,Kazlauskas,2011-05-06,2025-03-10,male,LT,presumed,labour\nA3,Eglė,Šimkutė,2010-07-08,2025-03-20,female,LT,identified,sexual;online_sexual\n"
+        ),
+    );
     let r1 = tip::ingest::ingest_file(&ctx, &sub, &first).await.unwrap();
     assert_eq!(r1.status, FileStatus::Committed);
     assert_eq!(r1.rows_accepted, 3);
     let v1 = r1.table_version.unwrap();
     // Another partner's rows in the same month must survive the replacement.
-    let other = Submission { partner: "LV-POL-01", mapping: &mapping, channel: "test" };
-    let lv = write(&env, "lv.csv", &format!("{HEADER}\nB1,Anna,Bērziņa,2012-02-02,2025-03-05,female,LV,identified,sexual\n"));
+    let other = Submission {
+        partner: "LV-POL-01",
+        mapping: &mapping,
+        channel: "test",
+    };
+    let lv = write(
+        &env,
+        "lv.csv",
+        &format!("{HEADER}\nB1,Anna,Bērziņa,2012-02-02,2025-03-05,female,LV,identified,sexual\n"),
+    );
     tip::ingest::ingest_file(&ctx, &other, &lv).await.unwrap();
-    let lake_version_before = ctx.lake.versions(&["submissions".to_string()]).await.unwrap()["submissions"];
+    let lake_version_before = ctx
+        .lake
+        .versions(&["submissions".to_string()])
+        .await
+        .unwrap()["submissions"];
 
-    let corrected = write(&env, "march-corrected.csv", &format!(
-        "{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-03-03,female,LT,identified,sexual\nA3,Eglė,Šimkutė,2010-07-08,2025-03-21,female,LT,identified,sexual\n"
-    ));
-    let r2 = tip::ingest::ingest_file(&ctx, &sub, &corrected).await.unwrap();
+    let corrected = write(
+        &env,
+        "march-corrected.csv",
+        &format!(
+            "{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-03-03,female,LT,identified,sexual\nA3,Eglė,Šimkutė,2010-07-08,2025-03-21,female,LT,identified,sexual\n"
+        ),
+    );
+    let r2 = tip::ingest::ingest_file(&ctx, &sub, &corrected)
+        .await
+        .unwrap();
     assert_eq!(r2.status, FileStatus::Committed);
     let v2 = r2.table_version.unwrap();
-    assert_eq!(v2, v1 + 2, "one commit for the other partner, one for the replacement");
-    assert_eq!(scalar(&ctx, "SELECT count(*) FROM cases WHERE partner = 'LT-NGO-01'").await, 2);
-    assert_eq!(scalar(&ctx, "SELECT count(*) FROM cases WHERE partner = 'LV-POL-01'").await, 1);
+    assert_eq!(
+        v2,
+        v1 + 2,
+        "one commit for the other partner, one for the replacement"
+    );
+    assert_eq!(
+        scalar(
+            &ctx,
+            "SELECT count(*) FROM cases WHERE partner = 'LT-NGO-01'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        scalar(
+            &ctx,
+            "SELECT count(*) FROM cases WHERE partner = 'LV-POL-01'"
+        )
+        .await,
+        1
+    );
     // Time travel: the lake version before the replacement had the old submission whole.
     let before = tip::lake::AsOf::Version(lake_version_before as u64);
-    let s = tip::query::Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, Some(&before)).await.unwrap();
-    let b = s.run("SELECT count(*) AS n FROM cases WHERE partner = 'LT-NGO-01'").await.unwrap();
-    let text = String::from_utf8(tip::query::render(&b, tip::query::OutputFormat::Csv).unwrap()).unwrap();
+    let s = tip::query::Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, Some(&before))
+        .await
+        .unwrap();
+    let b = s
+        .run("SELECT count(*) AS n FROM cases WHERE partner = 'LT-NGO-01'")
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8(tip::query::render(&b, tip::query::OutputFormat::Csv).unwrap()).unwrap();
     assert_eq!(text, "n\n3\n");
     // Only the new submission's rows are visible now.
     assert_eq!(
@@ -173,21 +245,54 @@ async fn resubmission_replaces_the_period_in_one_commit() {
 async fn rejected_files_leave_every_table_version_unchanged() {
     let env = Env::new();
     let ctx = env.ctx().await;
-    let good = write(&env, "good.csv", &format!("{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-03-03,female,LT,identified,sexual\n"));
-    let out = env.tip(&["load", "--partner", "LT-NGO-01", "--type", "case", good.to_str().unwrap()]);
+    let good = write(
+        &env,
+        "good.csv",
+        &format!("{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-03-03,female,LT,identified,sexual\n"),
+    );
+    let out = env.tip(&[
+        "load",
+        "--partner",
+        "LT-NGO-01",
+        "--type",
+        "case",
+        good.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let before = ctx.lake.versions(&ctx.table_names()).await.unwrap();
 
-    let mut cp1257 = encoding_rs::WINDOWS_1257.encode(&format!("{HEADER}\nA9,Žydrūnė,Šimkutė,2012-01-02,2025-04-03,female,LT,identified,sexual\n")).0.into_owned();
+    let mut cp1257 = encoding_rs::WINDOWS_1257
+        .encode(&format!(
+            "{HEADER}\nA9,Žydrūnė,Šimkutė,2012-01-02,2025-04-03,female,LT,identified,sexual\n"
+        ))
+        .0
+        .into_owned();
     cp1257.extend_from_slice(b"A10,x\xff,y,2012-01-02,2025-04-03,female,LT,identified,sexual\n");
     std::fs::write(env.path("latin.csv"), &cp1257).unwrap();
     let cases: Vec<(&str, String, &str)> = vec![
-        ("missing-column.csv", "case_number,given_name,family_name,birth_date,gender\nA1,Ona,P,2012-01-02,female\n".into(), "missing required column"),
+        (
+            "missing-column.csv",
+            "case_number,given_name,family_name,birth_date,gender\nA1,Ona,P,2012-01-02,female\n"
+                .into(),
+            "missing required column",
+        ),
         ("empty.csv", String::new(), "empty"),
         ("header-only.csv", format!("{HEADER}\n"), "empty"),
-        ("not-json.json", "this is not json".into(), "not a valid JSON"),
-        ("not-ndjson.ndjson", "[1,2,3]\n".into(), "not a valid NDJSON"),
-        ("not-xlsx.xlsx", "PK but not really a workbook".into(), "not a valid xlsx"),
+        (
+            "not-json.json",
+            "this is not json".into(),
+            "not a valid JSON",
+        ),
+        (
+            "not-ndjson.ndjson",
+            "[1,2,3]\n".into(),
+            "not a valid NDJSON",
+        ),
+        (
+            "not-xlsx.xlsx",
+            "PK but not really a workbook".into(),
+            "not a valid xlsx",
+        ),
     ];
     for (name, text, _) in &cases {
         write(&env, name, text);
@@ -196,34 +301,70 @@ async fn rejected_files_leave_every_table_version_unchanged() {
     all.push(("latin.csv", "not valid UTF-8"));
     for (name, msg) in all {
         let p = env.path(name);
-        let out = env.tip(&["load", "--partner", "LT-NGO-01", "--type", "case", p.to_str().unwrap()]);
+        let out = env.tip(&[
+            "load",
+            "--partner",
+            "LT-NGO-01",
+            "--type",
+            "case",
+            p.to_str().unwrap(),
+        ]);
         assert!(!out.status.success(), "{name} must be rejected");
         let err = stderr(&out);
         assert!(err.contains(name) && err.contains(msg), "{name}: {err}");
         assert!(!err.contains("panicked"), "{name}: {err}");
         // No input value is echoed.
-        assert!(!err.contains("Ona") && !err.contains("Žydrūnė"), "{name}: {err}");
+        assert!(
+            !err.contains("Ona") && !err.contains("Žydrūnė"),
+            "{name}: {err}"
+        );
         let after = ctx.lake.versions(&ctx.table_names()).await.unwrap();
         assert_eq!(before, after, "{name} changed the lake");
     }
     // Row-level problems do not fail the file: they are counted and reported by row and field.
-    let mixed = write(&env, "mixed.csv", &format!(
-        "{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-05-03,female,LT,identified,sexual\nA2,Jonas,Kazlauskas,2011-05-06,2025-05-32,male,LT,presumed,labour\nA3,Eglė,Šimkutė,2010-07-08,2025-05-20,girlish,LT,identified,sexual\nA4,Rūta,Ū,2010-07-08,2025-05-20,female,LT,,sexual\n"
-    ));
-    let out = env.tip(&["load", "--partner", "LT-NGO-01", "--type", "case", mixed.to_str().unwrap()]);
+    let mixed = write(
+        &env,
+        "mixed.csv",
+        &format!(
+            "{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-05-03,female,LT,identified,sexual\nA2,Jonas,Kazlauskas,2011-05-06,2025-05-32,male,LT,presumed,labour\nA3,Eglė,Šimkutė,2010-07-08,2025-05-20,girlish,LT,identified,sexual\nA4,Rūta,Ū,2010-07-08,2025-05-20,female,LT,,sexual\n"
+        ),
+    );
+    let out = env.tip(&[
+        "load",
+        "--partner",
+        "LT-NGO-01",
+        "--type",
+        "case",
+        mixed.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let o = stdout(&out);
     assert!(o.contains("1 accepted, 3 quarantined"), "{o}");
-    assert!(o.contains("mixed.csv row 3, field registered_on: invalid_date") || o.contains("mixed.csv row 3, field registered_on: impossible_date"), "{o}");
-    assert!(o.contains("mixed.csv row 4, field gender: unknown_code"), "{o}");
-    assert!(o.contains("mixed.csv row 5, field status: missing_required"), "{o}");
+    assert!(
+        o.contains("mixed.csv row 3, field registered_on: invalid_date")
+            || o.contains("mixed.csv row 3, field registered_on: impossible_date"),
+        "{o}"
+    );
+    assert!(
+        o.contains("mixed.csv row 4, field gender: unknown_code"),
+        "{o}"
+    );
+    assert!(
+        o.contains("mixed.csv row 5, field status: missing_required"),
+        "{o}"
+    );
     assert!(!o.contains("girlish") && !o.contains("Kazlauskas"), "{o}");
 }
 
 #[test]
 fn cli_queries_a_fresh_lake_and_lists_tables() {
     let env = Env::new();
-    let out = env.tip(&["query", "--format", "json", "SELECT count(*) AS n FROM cases"]);
+    let out = env.tip(&[
+        "query",
+        "--format",
+        "json",
+        "SELECT count(*) AS n FROM cases",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), r#"[{"n":0}]"#);
     let out = env.tip(&["query", "DROP TABLE cases"]);
@@ -231,10 +372,24 @@ fn cli_queries_a_fresh_lake_and_lists_tables() {
     assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
     let out = env.tip(&["tables"]);
     let o = stdout(&out);
-    for t in ["cases", "services", "referrals", "events", "outcomes", "organisations", "person_id", "reporting_country"] {
+    for t in [
+        "cases",
+        "services",
+        "referrals",
+        "events",
+        "outcomes",
+        "organisations",
+        "person_id",
+        "reporting_country",
+    ] {
         assert!(o.contains(t), "{t} in `tip tables`");
     }
     assert!(!o.contains("given_name"), "identifiers are not columns");
-    let out = env.tip(&["query", "--format", "csv", "SELECT org_id, country FROM organisations ORDER BY org_id LIMIT 2"]);
+    let out = env.tip(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT org_id, country FROM organisations ORDER BY org_id LIMIT 2",
+    ]);
     assert_eq!(stdout(&out), "org_id,country\nEE-POL-01,EE\nEE-SVC-01,EE\n");
 }
