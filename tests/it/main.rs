@@ -4,4 +4,5 @@
 mod common;
 mod htcds;
 mod ingest;
+mod linkage;
 mod privacy;
