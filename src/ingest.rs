@@ -285,9 +285,18 @@ pub async fn ingest_file(
         let catalog = ctx.catalog.clone();
         let registry = ctx.registry.clone();
         let batch_rows = ctx.config.ingest.batch_rows;
+        let key_version = ctx.key.version();
         tokio::task::spawn_blocking(move || {
             pass_one(
-                &path, &record, &mapping, &catalog, &registry, &partner, &sub_date, batch_rows,
+                &path,
+                &record,
+                &mapping,
+                &catalog,
+                &registry,
+                &partner,
+                &sub_date,
+                batch_rows,
+                &key_version,
             )
         })
         .await
@@ -503,8 +512,9 @@ fn validator<'a>(
     catalog: &'a Catalog,
     registry: &'a Registry,
     partner: &str,
+    key_version: &str,
 ) -> Validator<'a> {
-    Validator::new(
+    let mut v = Validator::new(
         record,
         catalog,
         registry,
@@ -512,7 +522,11 @@ fn validator<'a>(
         mapping.options.date_formats.clone().unwrap_or_default(),
         mapping.options.decimal_separator.as_deref() == Some(","),
         mapping.format.is_spreadsheet(),
-    )
+    );
+    if mapping.pseudonymised {
+        v.expect_key_version = Some(key_version.to_string());
+    }
+    v
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -525,10 +539,11 @@ fn pass_one(
     partner: &str,
     submission_date: &str,
     batch_rows: usize,
+    key_version: &str,
 ) -> Result<PassOne, IngestError> {
     let file = source::display_name(path);
     let spec = spec_for(path, mapping, record, batch_rows)?;
-    let v = validator(record, mapping, catalog, registry, partner);
+    let v = validator(record, mapping, catalog, registry, partner, key_version);
     let period_idx = record
         .period_field
         .as_ref()
@@ -579,6 +594,17 @@ fn pass_one(
         Ok(())
     };
     out.rows_read = source::read(path, &spec, &mut sink)?;
+    // Pseudonyms made with another key would never link: the file is refused as a whole.
+    if let Some(i) = out.issues.iter().find(|i| i.reason == "wrong_key_version") {
+        return Err(SourceError::Structure {
+            file,
+            detail: format!(
+                "row {}: {} was made with a different key than this lake's (key version {key_version}); pseudonymise with the network key",
+                i.row, i.field
+            ),
+        }
+        .into());
+    }
     out.issues
         .sort_by(|a, b| (a.row, &a.field).cmp(&(b.row, &b.field)));
     let month = |d: i32| {
@@ -609,7 +635,14 @@ fn pass_two(
 ) -> Result<(), String> {
     let file = source::display_name(path);
     let spec = spec_for(path, mapping, record, batch_rows).map_err(|e| e.to_string())?;
-    let v = validator(record, mapping, catalog, registry, partner);
+    let v = validator(
+        record,
+        mapping,
+        catalog,
+        registry,
+        partner,
+        stage.key_version(),
+    );
     let mut accepted = 0u64;
     let mut sink = |raw: source::RawBatch| -> Result<(), SourceError> {
         let canonical = mapping
@@ -754,4 +787,160 @@ async fn run_pipeline(ctx: &Context, p: &PipelineConfig) -> Result<PipelineRepor
         partner: p.partner.clone(),
         files,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partner-side pseudonymisation
+
+/// True when a CSV file's header has this record type's pseudonym columns and none of its
+/// identifier fields: a file made by `tip pseudonymise`.
+pub fn is_pseudonymised_csv(path: &Path, record: &RecordSchema) -> bool {
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut first = String::new();
+    use std::io::BufRead;
+    if std::io::BufReader::new(f).read_line(&mut first).is_err() {
+        return false;
+    }
+    let cols: Vec<String> = first
+        .trim_start_matches('\u{FEFF}')
+        .trim()
+        .split(',')
+        .map(|c| c.trim().trim_matches('"').to_string())
+        .collect();
+    let has_pseudonym = record.pseudonyms().iter().any(|p| cols.contains(p));
+    let has_identifier = record
+        .fields
+        .iter()
+        .any(|f| f.class == crate::schema::FieldClass::Identifier && cols.contains(&f.name));
+    has_pseudonym && !has_identifier
+}
+
+/// `tip pseudonymise`: reads a partner file in the canonical layout and writes a CSV with
+/// pseudonyms instead of identifiers, the stored input fields and the original row numbers, so
+/// raw identifiers never leave the partner. Rows with problems are reported and left out.
+pub fn pseudonymise_file(
+    ctx: &Context,
+    partner: &str,
+    mapping: &Mapping,
+    input: &Path,
+    output: &Path,
+) -> Result<FileReport, IngestError> {
+    let file = source::display_name(input);
+    let record = ctx.record(&mapping.record_type)?.clone();
+    let org = ctx.registry.get(partner).ok_or_else(|| {
+        IngestError::Usage(format!(
+            "partner {partner:?} is not in the organisation registry"
+        ))
+    })?;
+    let spec = spec_for(input, mapping, &record, ctx.config.ingest.batch_rows)?;
+    let v = validator(&record, mapping, &ctx.catalog, &ctx.registry, partner, "");
+    let stage = Stage::new(&record, &ctx.catalog, &ctx.key);
+    let prov = Provenance {
+        partner: partner.to_string(),
+        reporting_country: org.country.clone(),
+        submission_id: String::new(),
+        source_sha256: String::new(),
+        ingested_at_micros: 0,
+    };
+    let submission_date = chrono::Utc::now()
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string();
+    let mut columns: Vec<String> = vec!["source_row".into()];
+    columns.extend(record.pseudonyms());
+    columns.extend(
+        record
+            .input_fields()
+            .filter(|f| f.class != crate::schema::FieldClass::Identifier)
+            .map(|f| f.name.clone()),
+    );
+    // Written to a temporary file beside the output and renamed at the end: a failed run
+    // leaves no half-written file.
+    let tmp = output.with_extension("partial");
+    let out_err = |e: &dyn std::fmt::Display| IngestError::File {
+        file: source::display_name(output),
+        message: format!("cannot write: {e}"),
+    };
+    let mut w = ::csv::Writer::from_path(&tmp).map_err(|e| out_err(&e))?;
+    w.write_record(&columns).map_err(|e| out_err(&e))?;
+    let mut report = FileReport {
+        file: file.clone(),
+        record_type: record.record_type.clone(),
+        status: FileStatus::Committed,
+        submission_id: None,
+        rows_read: 0,
+        rows_accepted: 0,
+        issues: vec![],
+        period: None,
+        imputed: BTreeSet::new(),
+        table_version: None,
+    };
+    let mut write_err: Option<String> = None;
+    let mut sink = |raw: source::RawBatch| -> Result<(), SourceError> {
+        report.issues.extend(raw.issues);
+        let canonical = mapping
+            .apply(&raw.batch, &submission_date)
+            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
+        let (typed, issues) = v
+            .apply(&canonical)
+            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
+        report.issues.extend(issues);
+        report.rows_accepted += typed.num_rows() as u64;
+        let stored = stage
+            .apply(&typed, &prov)
+            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
+        let cols: Vec<Vec<Option<String>>> = columns
+            .iter()
+            .map(|c| {
+                stored
+                    .column_by_name(c)
+                    .map(canonical_text)
+                    .unwrap_or_else(|| vec![None; stored.num_rows()])
+            })
+            .collect();
+        for r in 0..stored.num_rows() {
+            let row: Vec<&str> = cols.iter().map(|c| c[r].as_deref().unwrap_or("")).collect();
+            if let Err(e) = w.write_record(&row) {
+                write_err = Some(e.to_string());
+                return Err(SourceError::Sink(format!(
+                    "{}: cannot write",
+                    source::display_name(output)
+                )));
+            }
+        }
+        Ok(())
+    };
+    let res = source::read(input, &spec, &mut sink);
+    drop(sink);
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        if let Some(m) = write_err {
+            return Err(out_err(&m));
+        }
+        report.status = FileStatus::Rejected(e.to_string());
+        return Ok(report);
+    }
+    report.rows_read = report.rows_accepted + report.rows_quarantined();
+    w.flush().map_err(|e| out_err(&e))?;
+    drop(w);
+    std::fs::rename(&tmp, output).map_err(|e| out_err(&e))?;
+    report
+        .issues
+        .sort_by(|a, b| (a.row, &a.field).cmp(&(b.row, &b.field)));
+    Ok(report)
+}
+
+/// Values in the canonical layout: ISO dates, `true`/`false`, lists joined with `;`.
+fn canonical_text(a: &datafusion::arrow::array::ArrayRef) -> Vec<Option<String>> {
+    use datafusion::arrow::array::Array;
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let a = crate::schema::lists_as_text(a, ";");
+    match ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()) {
+        Ok(f) => (0..a.len())
+            .map(|i| a.is_valid(i).then(|| f.value(i).to_string()))
+            .collect(),
+        Err(_) => vec![None; a.len()],
+    }
 }

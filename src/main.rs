@@ -56,6 +56,18 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Partner side: pseudonymise a file locally so raw identifiers never leave the partner.
+    Pseudonymise {
+        #[arg(long)]
+        partner: String,
+        #[arg(long = "type")]
+        record_type: String,
+        /// csv, json, ndjson or xlsx (default: from the file extension).
+        #[arg(long)]
+        format: Option<String>,
+        input: PathBuf,
+        output: PathBuf,
+    },
     /// Read-only SQL over the lake.
     Query {
         #[arg(long, default_value = "table")]
@@ -233,7 +245,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let f = Format::parse(&fmt).ok_or_else(|| {
                         anyhow!("unknown format {fmt:?} (csv, json, ndjson, xlsx, htcds-v2)")
                     })?;
-                    Mapping::canonical(&record, f, FormatOptions::default())
+                    if f == Format::Csv && ingest::is_pseudonymised_csv(path, &record) {
+                        Mapping::pseudonymised(&record, f, FormatOptions::default())
+                    } else {
+                        Mapping::canonical(&record, f, FormatOptions::default())
+                    }
                 };
                 let sub = Submission {
                     partner,
@@ -248,6 +264,46 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let first = "one or more files were rejected; nothing of them was committed";
                 eprintln!("tip: {first}");
                 return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pseudonymise {
+            partner,
+            record_type,
+            format,
+            input,
+            output,
+        } => {
+            let ctx = context(&cli).await?;
+            let record = ctx.record(record_type)?.clone();
+            let fmt = match format.as_deref() {
+                Some(f) => f.to_string(),
+                None => input
+                    .extension()
+                    .map(|e| e.to_string_lossy().to_lowercase())
+                    .unwrap_or_default(),
+            };
+            let f = Format::parse(&fmt)
+                .ok_or_else(|| anyhow!("unknown format {fmt:?} (csv, json, ndjson, xlsx)"))?;
+            let mapping = Mapping::canonical(&record, f, FormatOptions::default());
+            let report = ingest::pseudonymise_file(&ctx, partner, &mapping, input, output)?;
+            if let FileStatus::Rejected(reason) = &report.status {
+                bail!("{reason}");
+            }
+            println!(
+                "{} [{}]: {} rows pseudonymised into {}, {} left out (key version {})",
+                report.file,
+                report.record_type,
+                report.rows_accepted,
+                output.display(),
+                report.rows_quarantined(),
+                ctx.key.version()
+            );
+            for i in &report.issues {
+                println!(
+                    "  {} row {}, field {}: {}",
+                    report.file, i.row, i.field, i.reason
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

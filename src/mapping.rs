@@ -12,7 +12,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::config::{FeedConfig, FormatOptions, PresetConfig};
 use crate::normalise;
-use crate::schema::{FieldType, RecordSchema};
+use crate::schema::{FieldClass, FieldType, RecordSchema};
 use crate::source::{Format, LIST_JOIN};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,9 @@ pub struct Mapping {
     list_fields: Vec<String>,
     list_separator: char,
     schema: SchemaRef,
+    /// The file was pseudonymised at the partner (`tip pseudonymise`): it carries pseudonyms and
+    /// its own `source_row` instead of identifiers.
+    pub pseudonymised: bool,
 }
 
 impl Mapping {
@@ -57,7 +60,16 @@ impl Mapping {
             file: file.to_string(),
             message,
         };
-        let targets: Vec<String> = record.input_fields().map(|f| f.name.clone()).collect();
+        let mut targets: Vec<String> = record.input_fields().map(|f| f.name.clone()).collect();
+        let pseudonymised = columns.values().any(|d| record.pseudonyms().contains(d));
+        if pseudonymised {
+            targets.retain(|t| {
+                record
+                    .field(t)
+                    .is_some_and(|f| f.class != FieldClass::Identifier)
+            });
+            targets.extend(record.pseudonyms());
+        }
         for (src, dst) in columns {
             if !targets.contains(dst) {
                 return Err(bad(format!(
@@ -121,6 +133,7 @@ impl Mapping {
             targets,
             list_separator,
             schema: Arc::new(Schema::new(fields)),
+            pseudonymised,
         })
     }
 
@@ -141,6 +154,28 @@ impl Mapping {
             &BTreeMap::new(),
         )
         .expect("the canonical layout maps onto its own schema")
+    }
+
+    /// The layout `tip pseudonymise` writes: pseudonyms instead of identifiers, the stored
+    /// input fields, and the partner's own row numbers.
+    pub fn pseudonymised(record: &RecordSchema, format: Format, options: FormatOptions) -> Mapping {
+        let columns: BTreeMap<String, String> = record
+            .input_fields()
+            .filter(|f| f.class != FieldClass::Identifier)
+            .map(|f| f.name.clone())
+            .chain(record.pseudonyms())
+            .map(|n| (n.clone(), n))
+            .collect();
+        Mapping::new(
+            "pseudonymised layout",
+            record,
+            format,
+            options,
+            &columns,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+        )
+        .expect("the pseudonymised layout maps onto its own schema")
     }
 
     /// A pipeline feed, optionally through a preset, with the pipeline's format defaults.
@@ -183,6 +218,9 @@ impl Mapping {
     /// Source column names to read.
     pub fn wanted(&self) -> Vec<String> {
         let mut w: Vec<String> = Vec::new();
+        if self.pseudonymised {
+            w.push("source_row".to_string());
+        }
         for (s, _) in &self.columns {
             if !w.contains(s) {
                 w.push(s.clone());
@@ -224,7 +262,23 @@ impl Mapping {
             .column_by_name("source_row")
             .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
             .ok_or_else(|| MappingError::Arrow("raw batch has no source_row".into()))?;
-        let mut out: Vec<ArrayRef> = vec![Arc::new(src_rows.clone())];
+        // A pseudonymised file keeps the row numbers of the partner's original file.
+        let given_rows = raw
+            .column_by_name("source_row")
+            .filter(|_| self.pseudonymised)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+        let rows_out: Int64Array = match &given_rows {
+            Some(g) => (0..rows)
+                .map(|r| {
+                    g.is_valid(r)
+                        .then(|| g.value(r).trim().parse::<i64>().ok())
+                        .flatten()
+                        .unwrap_or(src_rows.value(r))
+                })
+                .collect(),
+            None => src_rows.clone(),
+        };
+        let mut out: Vec<ArrayRef> = vec![Arc::new(rows_out)];
         let mut imputed: Vec<Vec<&str>> = vec![Vec::new(); rows];
         for target in &self.targets {
             let sources: Vec<&StringArray> = self

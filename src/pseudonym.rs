@@ -364,7 +364,7 @@ impl Stage {
         let n = validated.num_rows();
         let stored = self.record.stored_schema();
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(stored.fields().len());
-        for (_, maker, inputs, partner_scoped) in &self.makers {
+        for (name, maker, inputs, partner_scoped) in &self.makers {
             let arrays: Vec<Arc<dyn Array>> = inputs
                 .iter()
                 .map(|f| {
@@ -379,9 +379,17 @@ impl Stage {
             } else {
                 ""
             };
+            let given = validated
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
             let mut b = StringBuilder::with_capacity(n, n * 56);
             let mut parts: Vec<String> = Vec::with_capacity(arrays.len());
             for r in 0..n {
+                // Made at the partner with the same key (checked in validation).
+                if let Some(g) = given.as_ref().filter(|g| g.is_valid(r)) {
+                    b.append_value(g.value(r));
+                    continue;
+                }
                 parts.clear();
                 for a in &arrays {
                     if a.is_null(r) {

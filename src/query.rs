@@ -204,7 +204,22 @@ pub fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<Vec<u8>, 
                 .with_header(true)
                 .build(&mut out);
             for b in batches {
-                w.write(b).map_err(err)?;
+                // Lists as partners write them: items separated by ';'.
+                let cols: Vec<_> = b
+                    .columns()
+                    .iter()
+                    .map(|c| crate::schema::lists_as_text(c, ";"))
+                    .collect();
+                let fields: Vec<Field> = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(&cols)
+                    .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), true))
+                    .collect();
+                let flat =
+                    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(err)?;
+                w.write(&flat).map_err(err)?;
             }
         }
         OutputFormat::Json => {

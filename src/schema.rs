@@ -201,7 +201,8 @@ impl RecordSchema {
     }
 
     /// The Arrow schema after validation: every field typed, identifiers still present
-    /// (normalised), plus the source row number.
+    /// (normalised), the pseudonyms a pre-pseudonymised file brought (null otherwise), plus the
+    /// source row number.
     pub fn validated_schema(&self) -> SchemaRef {
         let mut fields: Vec<Field> = vec![Field::new("source_row", DataType::Int64, false)];
         for f in &self.fields {
@@ -211,6 +212,9 @@ impl RecordSchema {
                 f.ftype.arrow()
             };
             fields.push(Field::new(&f.name, dt, true));
+        }
+        for p in self.pseudonyms() {
+            fields.push(Field::new(&p, DataType::Utf8, true));
         }
         fields.push(Field::new("imputed_fields", DataType::Utf8, true));
         Arc::new(Schema::new(fields))
@@ -234,6 +238,35 @@ impl RecordSchema {
         }
         Arc::new(Schema::new(fields))
     }
+}
+
+/// A list column as text in the canonical layout (items joined with `sep`); other columns as
+/// they are. Lists of any string type (Utf8, Utf8View) are handled.
+pub fn lists_as_text(
+    a: &datafusion::arrow::array::ArrayRef,
+    sep: &str,
+) -> datafusion::arrow::array::ArrayRef {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    let list = match a.data_type() {
+        DataType::List(_) => a.as_list::<i32>(),
+        _ => return a.clone(),
+    };
+    let out: StringArray = (0..list.len())
+        .map(|i| {
+            list.is_valid(i).then(|| {
+                let v = datafusion::arrow::compute::cast(&list.value(i), &DataType::Utf8).ok();
+                v.map(|v| {
+                    v.as_string::<i32>()
+                        .iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(sep)
+                })
+                .unwrap_or_default()
+            })
+        })
+        .collect();
+    Arc::new(out)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ pub struct Validator<'a> {
     pub today: NaiveDate,
     /// Normaliser of each identifier field (from the pseudonym definitions).
     normalisers: Vec<Option<String>>,
+    /// For a pre-pseudonymised file: the key version its pseudonyms must carry.
+    pub expect_key_version: Option<String>,
 }
 
 const EPOCH_DAYS_CE: i32 = 719_163; // days from 0001-01-01 to 1970-01-01
@@ -77,6 +79,7 @@ impl<'a> Validator<'a> {
             spreadsheet,
             today: chrono::Utc::now().date_naive(),
             normalisers,
+            expect_key_version: None,
         }
     }
 
@@ -102,6 +105,23 @@ impl<'a> Validator<'a> {
             })
             .collect();
         let schema = self.record.validated_schema();
+        let pseudonyms: Vec<(String, String, Option<&StringArray>)> = self
+            .record
+            .pseudonyms()
+            .into_iter()
+            .map(|p| {
+                let prefix = self
+                    .catalog
+                    .pseudonyms
+                    .get(&p)
+                    .map(|d| d.prefix.clone())
+                    .unwrap_or_default();
+                let col = batch
+                    .column_by_name(&p)
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+                (p, prefix, col)
+            })
+            .collect();
         let mut builders: Vec<Col> = schema.fields()[1..schema.fields().len() - 1]
             .iter()
             .map(|f| Col::new(f.data_type()))
@@ -128,6 +148,32 @@ impl<'a> Validator<'a> {
                         });
                         V::Null
                     }
+                };
+                vals.push(v);
+            }
+            for (name, prefix, col) in &pseudonyms {
+                let given = col.filter(|a| a.is_valid(r)).map(|a| a.value(r).trim());
+                let v = match (given, &self.expect_key_version) {
+                    (Some(g), Some(kv)) => match crate::pseudonym::parse_pseudonym(g, prefix) {
+                        Some(found) if found == kv => V::Str(g.to_string()),
+                        Some(_) => {
+                            issues.push(RowIssue {
+                                row,
+                                field: name.clone(),
+                                reason: "wrong_key_version",
+                            });
+                            V::Null
+                        }
+                        None => {
+                            issues.push(RowIssue {
+                                row,
+                                field: name.clone(),
+                                reason: "invalid_pseudonym",
+                            });
+                            V::Null
+                        }
+                    },
+                    _ => V::Null,
                 };
                 vals.push(v);
             }

@@ -46,6 +46,20 @@ impl Env {
             .expect("run tip")
     }
 
+    /// Runs the tip binary against another lake with this key.
+    pub fn tip_on(&self, lake: &Path, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tip"))
+            .current_dir(repo())
+            .env_remove("TIP_KEY")
+            .arg("--lake")
+            .arg(lake)
+            .arg("--key-file")
+            .arg(&self.key)
+            .args(args)
+            .output()
+            .expect("run tip")
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

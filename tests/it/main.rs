@@ -5,4 +5,5 @@ mod common;
 mod htcds;
 mod ingest;
 mod linkage;
+mod partner_side;
 mod privacy;
