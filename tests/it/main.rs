@@ -1,6 +1,7 @@
 //! tip's integration tests: one test binary (each extra binary relinks DataFusion).
 //! Everything is real: a Delta lake in a temporary directory, the `tip` binary, the sample data.
 
+mod cli;
 mod common;
 mod htcds;
 mod ingest;
