@@ -195,6 +195,21 @@ pub struct FileReport {
 }
 
 impl FileReport {
+    fn new(file: &str, record_type: &str) -> FileReport {
+        FileReport {
+            file: file.to_string(),
+            record_type: record_type.to_string(),
+            status: FileStatus::Committed,
+            submission_id: None,
+            rows_read: 0,
+            rows_accepted: 0,
+            issues: vec![],
+            period: None,
+            imputed: BTreeSet::new(),
+            table_version: None,
+        }
+    }
+
     pub fn rows_quarantined(&self) -> u64 {
         self.issues
             .iter()
@@ -251,18 +266,7 @@ pub async fn ingest_file(
         ))
     })?;
     let reporting_country = org.country.clone();
-    let mut report = FileReport {
-        file: file.clone(),
-        record_type: record.record_type.clone(),
-        status: FileStatus::Committed,
-        submission_id: None,
-        rows_read: 0,
-        rows_accepted: 0,
-        issues: vec![],
-        period: None,
-        imputed: BTreeSet::new(),
-        table_version: None,
-    };
+    let mut report = FileReport::new(&file, &record.record_type);
     let sha = sha256_file(path).map_err(|e| SourceError::Read {
         file: file.clone(),
         detail: e.kind().to_string(),
@@ -488,6 +492,21 @@ async fn already_ingested(
     Ok(n > 0)
 }
 
+/// The mapping and validation stages for one raw batch: typed rows and row-level problems.
+fn map_and_validate(
+    file: &str,
+    mapping: &Mapping,
+    v: &Validator<'_>,
+    raw: &RecordBatch,
+    submission_date: &str,
+) -> Result<(RecordBatch, Vec<RowIssue>), SourceError> {
+    let canonical = mapping
+        .apply(raw, submission_date)
+        .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
+    v.apply(&canonical)
+        .map_err(|e| SourceError::Sink(format!("{file}: {e}")))
+}
+
 fn spec_for(
     path: &Path,
     mapping: &Mapping,
@@ -558,12 +577,7 @@ fn pass_one(
     let mut months: (Option<i32>, Option<i32>) = (None, None);
     let mut sink = |raw: source::RawBatch| -> Result<(), SourceError> {
         out.issues.extend(raw.issues);
-        let canonical = mapping
-            .apply(&raw.batch, submission_date)
-            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
-        let (typed, issues) = v
-            .apply(&canonical)
-            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
+        let (typed, issues) = map_and_validate(&file, mapping, &v, &raw.batch, submission_date)?;
         out.issues.extend(issues);
         out.accepted += typed.num_rows() as u64;
         if let Some(i) = period_idx {
@@ -645,12 +659,7 @@ fn pass_two(
     );
     let mut accepted = 0u64;
     let mut sink = |raw: source::RawBatch| -> Result<(), SourceError> {
-        let canonical = mapping
-            .apply(&raw.batch, submission_date)
-            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
-        let (typed, _) = v
-            .apply(&canonical)
-            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
+        let (typed, _) = map_and_validate(&file, mapping, &v, &raw.batch, submission_date)?;
         if typed.num_rows() == 0 {
             return Ok(());
         }
@@ -865,27 +874,11 @@ pub fn pseudonymise_file(
     };
     let mut w = ::csv::Writer::from_path(&tmp).map_err(|e| out_err(&e))?;
     w.write_record(&columns).map_err(|e| out_err(&e))?;
-    let mut report = FileReport {
-        file: file.clone(),
-        record_type: record.record_type.clone(),
-        status: FileStatus::Committed,
-        submission_id: None,
-        rows_read: 0,
-        rows_accepted: 0,
-        issues: vec![],
-        period: None,
-        imputed: BTreeSet::new(),
-        table_version: None,
-    };
+    let mut report = FileReport::new(&file, &record.record_type);
     let mut write_err: Option<String> = None;
     let mut sink = |raw: source::RawBatch| -> Result<(), SourceError> {
         report.issues.extend(raw.issues);
-        let canonical = mapping
-            .apply(&raw.batch, &submission_date)
-            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
-        let (typed, issues) = v
-            .apply(&canonical)
-            .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
+        let (typed, issues) = map_and_validate(&file, mapping, &v, &raw.batch, &submission_date)?;
         report.issues.extend(issues);
         report.rows_accepted += typed.num_rows() as u64;
         let stored = stage
@@ -913,7 +906,6 @@ pub fn pseudonymise_file(
         Ok(())
     };
     let res = source::read(input, &spec, &mut sink);
-    drop(sink);
     if let Err(e) = res {
         let _ = std::fs::remove_file(&tmp);
         if let Some(m) = write_err {

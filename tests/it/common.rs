@@ -34,16 +34,7 @@ impl Env {
 
     /// Runs the tip binary from the repository root against this lake and key.
     pub fn tip(&self, args: &[&str]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_tip"))
-            .current_dir(repo())
-            .env_remove("TIP_KEY")
-            .arg("--lake")
-            .arg(&self.lake)
-            .arg("--key-file")
-            .arg(&self.key)
-            .args(args)
-            .output()
-            .expect("run tip")
+        self.tip_on(&self.lake, args)
     }
 
     /// Runs the tip binary against another lake with this key.
