@@ -304,7 +304,12 @@ pub async fn ingest_file(
             )
         })
         .await
-        .map_err(|e| IngestError::Usage(format!("ingestion task failed: {e}")))?
+        // A task failure carries no input: its message is not passed on.
+        .map_err(|_| {
+            IngestError::Usage(format!(
+                "{file}: internal error while reading; nothing was committed"
+            ))
+        })?
     };
     let one = match one {
         Ok(o) => o,

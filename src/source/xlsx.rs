@@ -31,7 +31,11 @@ pub(super) fn read(
             .cloned()
             .ok_or_else(|| SourceError::Structure {
                 file: file.into(),
-                detail: format!("no sheet named {s:?} (sheets: {})", names.join(", ")),
+                // Sheet names are partner input (one could be a child's name): not echoed.
+                detail: format!(
+                    "no sheet named {s:?} (the workbook has {} sheets)",
+                    names.len()
+                ),
             })?,
         None => names
             .get(spec.sheet_index)
