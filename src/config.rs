@@ -32,6 +32,8 @@ pub struct TipConfig {
     pub paths: PathsConfig,
     #[serde(default)]
     pub ingest: IngestConfig,
+    #[serde(default)]
+    pub query: QueryConfig,
     /// Directory that relative paths are resolved against (where tip was started).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -80,6 +82,25 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig { batch_rows: 8192 }
+    }
+}
+
+/// Bounds on every analyst query.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Memory one query may use, in MiB; sorts and aggregations spill to disk before that.
+    pub memory_limit_mib: usize,
+    /// Wall-clock time one query may take, in seconds.
+    pub timeout_seconds: u64,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            memory_limit_mib: 2048,
+            timeout_seconds: 60,
+        }
     }
 }
 

@@ -82,6 +82,14 @@ enum Command {
     },
     /// The tables and their columns.
     Tables,
+    /// A plain hive-partitioned Parquet snapshot of every table, for DuckDB, pandas, R, Power BI.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        /// Lake version or timestamp to export as of.
+        #[arg(long = "as-of")]
+        as_of: Option<String>,
+    },
     /// Synthetic partner reports for demos, tests and benchmarks.
     Generate {
         #[arg(long)]
@@ -317,8 +325,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .ok_or_else(|| anyhow!("unknown --format {format:?} (table, csv, json, ndjson)"))?;
             let ctx = context(&cli).await?;
             let as_of = as_of.as_deref().map(AsOf::parse).transpose()?;
-            let session =
-                Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, as_of.as_ref()).await?;
+            let session = Session::open_with_limits(
+                &ctx.lake,
+                &ctx.catalog,
+                &ctx.registry,
+                as_of.as_ref(),
+                tip::query::Limits::from(&ctx.config.query),
+            )
+            .await?;
             let text = match (file, sql) {
                 (Some(f), None) => {
                     std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?
@@ -336,6 +350,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let batches = session.run(text.trim().trim_end_matches(';')).await?;
             std::io::stdout().write_all(&tip::query::render(&batches, fmt)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { out, as_of } => {
+            let ctx = context(&cli).await?;
+            let as_of = as_of.as_deref().map(AsOf::parse).transpose()?;
+            let session =
+                Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, as_of.as_ref()).await?;
+            let partitioned: Vec<String> = ctx
+                .catalog
+                .records
+                .values()
+                .map(|r| r.table.clone())
+                .collect();
+            let counts = session.export(out, &partitioned).await?;
+            for (t, n) in counts {
+                println!("{t}: {n} rows");
+            }
+            println!("exported to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Tables => {

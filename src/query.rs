@@ -28,25 +28,70 @@ pub enum QueryError {
     Lake(#[from] lake::LakeError),
     #[error("{0}")]
     Output(String),
+    #[error("query stopped: {0}")]
+    Limit(String),
+}
+
+/// Bounds on one query.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from(&crate::config::QueryConfig::default())
+    }
+}
+
+impl From<&crate::config::QueryConfig> for Limits {
+    fn from(c: &crate::config::QueryConfig) -> Self {
+        Limits {
+            memory_bytes: c.memory_limit_mib.saturating_mul(1024 * 1024),
+            timeout: std::time::Duration::from_secs(c.timeout_seconds),
+        }
+    }
 }
 
 /// A read-only analyst session.
 pub struct Session {
     pub ctx: SessionContext,
+    limits: Limits,
+    /// The Delta version each table was read at.
+    pub versions: std::collections::BTreeMap<String, i64>,
 }
 
 impl Session {
+    /// A session with the default limits.
     pub async fn open(
         lake: &Lake,
         catalog: &Catalog,
         registry: &Registry,
         as_of: Option<&AsOf>,
     ) -> Result<Session, QueryError> {
+        Session::open_with_limits(lake, catalog, registry, as_of, Limits::default()).await
+    }
+
+    pub async fn open_with_limits(
+        lake: &Lake,
+        catalog: &Catalog,
+        registry: &Registry,
+        as_of: Option<&AsOf>,
+        limits: Limits,
+    ) -> Result<Session, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("tip", "lake");
+        // A fixed memory pool: operators that can spill (sorts, aggregations, joins) do so to
+        // the temporary directory before the limit; a query that still needs more fails.
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            .build_arc()
+            .map_err(|e| QueryError::Sql(e.to_string()))?;
         let state = SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(runtime)
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
@@ -57,8 +102,10 @@ impl Session {
             Some(a) => lake.resolve(&tables, a).await?,
             None => Default::default(),
         };
+        let mut versions = std::collections::BTreeMap::new();
         for name in &tables {
             let t = lake.table(name, points.get(name)).await?;
+            versions.insert(name.clone(), t.version().map(|v| v as i64).unwrap_or(-1));
             t.update_datafusion_session(&ctx.state())
                 .map_err(|e| QueryError::Sql(e.to_string()))?;
             let provider = t
@@ -70,7 +117,11 @@ impl Session {
         }
         ctx.register_table("organisations", Arc::new(organisations_table(registry)?))
             .map_err(|e| QueryError::Sql(e.to_string()))?;
-        Ok(Session { ctx })
+        Ok(Session {
+            ctx,
+            limits,
+            versions,
+        })
     }
 
     /// Runs one statement through the gate.
@@ -85,9 +136,95 @@ impl Session {
             .sql_with_options(sql, opts)
             .await
             .map_err(|e| refuse_or_sql(e.to_string()))?;
-        df.collect()
-            .await
-            .map_err(|e| QueryError::Sql(e.to_string()))
+        match tokio::time::timeout(self.limits.timeout, df.collect()).await {
+            Err(_) => Err(QueryError::Limit(format!(
+                "over the time limit of {} s (query.timeout_seconds)",
+                self.limits.timeout.as_secs()
+            ))),
+            Ok(Err(e)) => Err(self.classify(e)),
+            Ok(Ok(b)) => Ok(b),
+        }
+    }
+
+    fn classify(&self, e: datafusion::error::DataFusionError) -> QueryError {
+        let text = e.to_string();
+        if matches!(
+            e.find_root(),
+            datafusion::error::DataFusionError::ResourcesExhausted(_)
+        ) || text.contains("Resources exhausted")
+        {
+            QueryError::Limit(format!(
+                "over the memory limit of {} MiB (query.memory_limit_mib)",
+                self.limits.memory_bytes / (1024 * 1024)
+            ))
+        } else {
+            QueryError::Sql(text)
+        }
+    }
+
+    /// Writes every table as a plain hive-partitioned Parquet snapshot under `out`, with a
+    /// `manifest.json` of the table versions. The directory appears complete or not at all.
+    pub async fn export(
+        &self,
+        out: &std::path::Path,
+        partitioned: &[String],
+    ) -> Result<Vec<(String, usize)>, QueryError> {
+        let err = |e: &dyn std::fmt::Display| QueryError::Output(format!("{}: {e}", out.display()));
+        if out.exists()
+            && std::fs::read_dir(out)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Err(QueryError::Output(format!(
+                "{}: exists and is not empty",
+                out.display()
+            )));
+        }
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| err(&e))?;
+        let staging = parent.join(format!(".tip-export-{}", uuid::Uuid::new_v4()));
+        let mut counts = Vec::new();
+        let mut names: Vec<String> = self.versions.keys().cloned().collect();
+        names.push("organisations".into());
+        for name in &names {
+            let df = self.ctx.table(name.as_str()).await.map_err(|e| err(&e))?;
+            let rows = df.clone().count().await.map_err(|e| err(&e))?;
+            let dir = staging.join(name);
+            std::fs::create_dir_all(&dir).map_err(|e| err(&e))?;
+            if rows > 0 {
+                let mut opts = datafusion::dataframe::DataFrameWriteOptions::new();
+                if partitioned.contains(name) {
+                    opts = opts.with_partition_by(
+                        crate::schema::PARTITION_COLUMNS
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect(),
+                    );
+                }
+                df.write_parquet(&format!("{}/", dir.display()), opts, None)
+                    .await
+                    .map_err(|e| err(&e))?;
+            }
+            counts.push((name.clone(), rows));
+        }
+        let manifest = serde_json::json!({
+            "table_versions": self.versions,
+            "rows": counts.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "partitioned_by": crate::schema::PARTITION_COLUMNS,
+        });
+        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| err(&e))?;
+        std::fs::write(staging.join("manifest.json"), bytes).map_err(|e| err(&e))?;
+        if out.exists() {
+            std::fs::remove_dir(out).map_err(|e| err(&e))?;
+        }
+        std::fs::rename(&staging, out).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&staging);
+            err(&e)
+        })?;
+        Ok(counts)
     }
 }
 

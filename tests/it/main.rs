@@ -8,3 +8,4 @@ mod ingest;
 mod linkage;
 mod partner_side;
 mod privacy;
+mod query;
