@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need, then runs them.
-# Needs the Rust toolchain (cargo) only; everything else is fetched by cargo from crates.io.
+# Needs the Rust toolchain (cargo) and Python 3 with pip; it installs DuckDB from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# DuckDB (Python) is the independent reader the view tests compare against.
+if ! python3 -c "import duckdb" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check "duckdb>=1.1"
+fi
 
 # Quiet, reproducible test runs: the lockfile is respected and nothing is built twice.
 export CARGO_TERM_COLOR=never

@@ -373,6 +373,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tables => {
             let ctx = context(&cli).await?;
             print_tables(&ctx);
+            let session = Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, None).await?;
+            println!("\nviews");
+            for v in &ctx.catalog.views {
+                println!("\n{} — {}", v.name, v.description);
+                let df = session.ctx.table(v.name.as_str()).await?;
+                for f in df.schema().fields() {
+                    println!("  {:<22} {}", f.name(), f.data_type());
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -523,4 +532,7 @@ fn print_tables(ctx: &Context) {
         "quarantine — rejected rows: submission, row number, field and reason code (never the value)"
     );
     println!("organisations — the organisation registry: org_id, name, type, country, region");
+    println!(
+        "population — population on 1 January by country and year, with its source (Eurostat)"
+    );
 }

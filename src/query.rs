@@ -117,6 +117,15 @@ impl Session {
         }
         ctx.register_table("organisations", Arc::new(organisations_table(registry)?))
             .map_err(|e| QueryError::Sql(e.to_string()))?;
+        ctx.register_table("population", Arc::new(population_table(catalog)?))
+            .map_err(|e| QueryError::Sql(e.to_string()))?;
+        // The analyst views, in file order (a view may use an earlier one). Registered here,
+        // outside the gate: analysts cannot create views.
+        for v in &catalog.views {
+            ctx.sql(&v.sql)
+                .await
+                .map_err(|e| QueryError::Sql(format!("view {}: {e}", v.name)))?;
+        }
         Ok(Session {
             ctx,
             limits,
@@ -271,6 +280,35 @@ pub fn gate(sql: &str) -> Result<(), QueryError> {
                 .into(),
         ))
     }
+}
+
+fn population_table(catalog: &Catalog) -> Result<MemTable, QueryError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("country", DataType::Utf8, false),
+        Field::new("year", DataType::Int32, false),
+        Field::new("population", DataType::Int64, false),
+        Field::new("source", DataType::Utf8, false),
+    ]));
+    let p = &catalog.population;
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                p.iter().map(|x| x.country.as_str()),
+            )),
+            Arc::new(datafusion::arrow::array::Int32Array::from_iter_values(
+                p.iter().map(|x| x.year),
+            )),
+            Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
+                p.iter().map(|x| x.population),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                p.iter().map(|x| x.source.as_str()),
+            )),
+        ],
+    )
+    .map_err(|e| QueryError::Sql(e.to_string()))?;
+    MemTable::try_new(schema, vec![vec![batch]]).map_err(|e| QueryError::Sql(e.to_string()))
 }
 
 fn organisations_table(registry: &Registry) -> Result<MemTable, QueryError> {

@@ -312,9 +312,28 @@ impl CodeList {
     }
 }
 
+/// An analyst view: SQL in `schemas/views/`, its leading comment the documentation.
+#[derive(Debug, Clone)]
+pub struct ViewDef {
+    pub name: String,
+    pub description: String,
+    pub sql: String,
+}
+
+/// One row of the population reference table.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PopulationRow {
+    pub country: String,
+    pub year: i32,
+    pub population: i64,
+    pub source: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub records: BTreeMap<String, RecordSchema>,
+    pub views: Vec<ViewDef>,
+    pub population: Vec<PopulationRow>,
     pub lists: BTreeMap<String, CodeList>,
     pub organisation: RecordSchema,
     pub pseudonyms: BTreeMap<String, PseudonymDef>,
@@ -431,8 +450,12 @@ impl Catalog {
             file: dir.display().to_string(),
             message: "organisation.json is missing".into(),
         })?;
+        let views = load_views(&dir.join("views"))?;
+        let population = load_population(&dir.join("population.csv"))?;
         Ok(Catalog {
             records,
+            views,
+            population,
             lists,
             organisation,
             pseudonyms: pf.pseudonyms,
@@ -456,6 +479,66 @@ impl Catalog {
     pub fn country_codes(&self) -> &[String] {
         &self.country_codes
     }
+}
+
+fn load_views(dir: &Path) -> Result<Vec<ViewDef>, SchemaError> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|source| SchemaError::Read {
+            file: dir.display().to_string(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let file = f.display().to_string();
+        let sql = std::fs::read_to_string(&f).map_err(|source| SchemaError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let name = sql
+            .split_whitespace()
+            .skip_while(|w| !w.eq_ignore_ascii_case("VIEW"))
+            .nth(1)
+            .map(str::to_string)
+            .ok_or_else(|| SchemaError::Invalid {
+                file: file.clone(),
+                message: "no CREATE VIEW statement".into(),
+            })?;
+        let description = sql
+            .lines()
+            .take_while(|l| l.starts_with("--"))
+            .map(|l| l.trim_start_matches('-').trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let description = description
+            .strip_prefix(&format!("{name}:"))
+            .unwrap_or(&description)
+            .trim()
+            .to_string();
+        out.push(ViewDef {
+            name,
+            description,
+            sql,
+        });
+    }
+    Ok(out)
+}
+
+fn load_population(path: &Path) -> Result<Vec<PopulationRow>, SchemaError> {
+    let file = path.display().to_string();
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| SchemaError::Invalid {
+        file: file.clone(),
+        message: e.to_string(),
+    })?;
+    rdr.deserialize()
+        .collect::<Result<Vec<PopulationRow>, _>>()
+        .map_err(|e| SchemaError::Invalid {
+            file,
+            message: e.to_string(),
+        })
 }
 
 fn build_list(

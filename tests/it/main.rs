@@ -9,3 +9,4 @@ mod linkage;
 mod partner_side;
 mod privacy;
 mod query;
+mod views;

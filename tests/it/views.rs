@@ -1,0 +1,51 @@
+//! The analyst views, cross-checked by an independent reader: the sample lake is exported with
+//! `tip export`, the same questions written in DuckDB SQL (tests/duckdb/views.py) run on the
+//! export, and every view's answers must match tip's exactly.
+
+use crate::common::{Env, repo, stderr, stdout};
+
+pub const VIEWS: &[&str] = &[
+    "persons",
+    "monthly_trends",
+    "information_streams",
+    "cross_border_routes",
+    "multi_agency_persons",
+    "service_totals",
+    "outcome_trajectories",
+    "country_profiles",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_view_matches_duckdb_on_the_exported_sample_lake() {
+    let env = Env::new();
+    let ctx = env.ctx().await;
+    tip::ingest::run_pipelines(&ctx, &[]).await.unwrap();
+    let export = env.path("export");
+    let out = env.tip(&["export", "--out", export.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for view in VIEWS {
+        let ours = env.tip(&["query", "--format", "csv", &format!("SELECT * FROM {view}")]);
+        assert!(ours.status.success(), "{view}: {}", stderr(&ours));
+        let mut ours: Vec<String> = stdout(&ours).lines().skip(1).map(str::to_string).collect();
+        let theirs = std::process::Command::new("python3")
+            .arg(repo().join("tests/duckdb/views.py"))
+            .arg(&export)
+            .arg(repo().join("schemas/population.csv"))
+            .arg(view)
+            .output()
+            .expect("python3 runs (the test command installs DuckDB)");
+        assert!(
+            theirs.status.success(),
+            "{view}: DuckDB failed: {}",
+            stderr(&theirs)
+        );
+        let mut theirs: Vec<String> = stdout(&theirs).lines().map(str::to_string).collect();
+        ours.sort();
+        theirs.sort();
+        assert!(!ours.is_empty(), "{view} is empty on the sample data");
+        assert_eq!(ours.len(), theirs.len(), "{view}: row counts differ");
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert_eq!(a, b, "{view}: tip and DuckDB disagree");
+        }
+    }
+}
