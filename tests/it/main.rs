@@ -9,4 +9,5 @@ mod linkage;
 mod partner_side;
 mod privacy;
 mod query;
+mod slt;
 mod views;
