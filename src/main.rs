@@ -387,30 +387,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A minimal interactive shell: statements end with `;` and may span lines.
+/// The interactive shell on a terminal, with its history in `~/.tip_query_history`.
 async fn shell(session: &Session, fmt: OutputFormat) -> anyhow::Result<ExitCode> {
+    let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".tip_query_history"));
     let stdin = std::io::stdin();
-    let mut buf = String::new();
-    eprintln!("tip query shell: end statements with ';', quit with \\q or Ctrl-D");
-    loop {
-        eprint!("{}", if buf.is_empty() { "tip> " } else { "...> " });
-        let mut line = String::new();
-        if stdin.read_line(&mut line)? == 0 {
-            break;
-        }
-        if buf.is_empty() && line.trim() == "\\q" {
-            break;
-        }
-        buf.push_str(&line);
-        if line.trim_end().ends_with(';') {
-            let sql = buf.trim().trim_end_matches(';').to_string();
-            buf.clear();
-            match session.run(&sql).await {
-                Ok(b) => std::io::stdout().write_all(&tip::query::render(&b, fmt)?)?,
-                Err(e) => eprintln!("{e}"),
-            }
-        }
-    }
+    tip::query::shell(
+        session,
+        fmt,
+        &mut stdin.lock(),
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+        history.as_deref(),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

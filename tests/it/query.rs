@@ -128,3 +128,52 @@ async fn export_writes_a_complete_hive_partitioned_snapshot() {
     let again = env.tip(&["export", "--out", out.to_str().unwrap()]);
     assert!(!again.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shell_takes_multi_line_statements_and_keeps_history() {
+    let env = Env::new();
+    let ctx = env.ctx().await;
+    let session = Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, None)
+        .await
+        .unwrap();
+    let history = env.path("history");
+    let script = "SELECT 40 + 2\n  AS answer;\nSELEC oops;\n\\history\n\\1\nDROP TABLE cases;\n\\q\nSELECT 'not run';\n";
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    tip::query::shell(
+        &session,
+        tip::query::OutputFormat::Csv,
+        &mut script.as_bytes(),
+        &mut out,
+        &mut err,
+        Some(&history),
+    )
+    .await
+    .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let err = String::from_utf8(err).unwrap();
+    assert_eq!(out.matches("answer\n42\n").count(), 2, "{out}");
+    assert!(out.contains("   1  SELECT 40 + 2 AS answer"), "{out}");
+    assert!(
+        err.contains("SQL error") && err.contains("refused"),
+        "{err}"
+    );
+    assert!(!out.contains("not run"));
+    // History survives the session.
+    let kept = std::fs::read_to_string(&history).unwrap();
+    assert_eq!(
+        kept.lines().collect::<Vec<_>>(),
+        vec!["SELECT 40 + 2 AS answer", "SELEC oops", "DROP TABLE cases"]
+    );
+    let (mut out2, mut err2) = (Vec::new(), Vec::new());
+    tip::query::shell(
+        &session,
+        tip::query::OutputFormat::Csv,
+        &mut "\\1\n".as_bytes(),
+        &mut out2,
+        &mut err2,
+        Some(&history),
+    )
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8(out2).unwrap(), "answer\n42\n");
+}
