@@ -39,9 +39,9 @@ QUERIES = {
         FROM seen s LEFT JOIN facts f USING (person_id)""",
     "monthly_trends": """
         SELECT period AS month, reporting_country AS country, e AS exploitation, gender, is_minor AS minor,
-               count(*) AS cases, count(DISTINCT person_id) AS persons,
+               age_band, status, count(*) AS cases, count(DISTINCT person_id) AS persons,
                count(*) FILTER (WHERE person_id IS NULL) AS unlinked_cases
-        FROM (SELECT period, reporting_country, gender, is_minor, person_id,
+        FROM (SELECT period, reporting_country, gender, is_minor, age_band, status, person_id,
                      unnest(CASE WHEN exploitation IS NULL OR len(exploitation) = 0 THEN ['unknown'] ELSE exploitation END) AS e
               FROM cases)
         GROUP BY ALL""",

@@ -49,3 +49,25 @@ async fn every_view_matches_duckdb_on_the_exported_sample_lake() {
         }
     }
 }
+
+/// Every `sql` block in the README runs on the sample lake and answers with rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_questions_are_answered_by_one_statement_each() {
+    let env = Env::new();
+    let ctx = env.ctx().await;
+    tip::ingest::run_pipelines(&ctx, &[]).await.unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```sql\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 7, "{} sql blocks", blocks.len());
+    for (i, sql) in blocks.iter().enumerate() {
+        let file = env.path(&format!("question-{i}.sql"));
+        std::fs::write(&file, sql).unwrap();
+        let out = env.tip(&["query", "--format", "csv", "-f", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+        assert!(stdout(&out).lines().count() >= 2, "{sql} answered nothing");
+    }
+}
