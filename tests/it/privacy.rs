@@ -121,7 +121,12 @@ fn needles(names: &BTreeSet<String>, other: &BTreeSet<String>) -> BTreeSet<Strin
             out.insert(d.format("%Y-%m-%d").to_string());
             out.insert(d.format("%d.%m.%Y").to_string());
         }
-        if let Some(x) = normalise::document(v) {
+        // The upper-case letters-and-digits form of a document number. A form with digits only
+        // (a date or phone number stripped of separators) is left out: eight digits occur by
+        // chance in the hex of 160-bit pseudonyms; the value itself, separators and all, is in.
+        if let Some(x) =
+            normalise::document(v).filter(|x| x.chars().any(|c| c.is_ascii_alphabetic()))
+        {
             out.insert(x);
         }
     }
