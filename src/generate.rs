@@ -284,6 +284,11 @@ fn pick<'a, T>(rng: &mut ChaCha8Rng, xs: &'a [T]) -> &'a T {
     &xs[rng.random_range(0..xs.len())]
 }
 
+/// The last day of the sample year: no report is dated after it.
+fn year_end() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default()
+}
+
 fn pick_s<'a>(rng: &mut ChaCha8Rng, xs: &[&'a str]) -> &'a str {
     xs[rng.random_range(0..xs.len())]
 }
@@ -752,7 +757,7 @@ pub fn generate_with(
                 p.registered,
                 p.registered + chrono::Duration::days(60),
             )
-            .min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default())
+            .min(year_end())
         };
         let status = if rng.random_bool(0.7) {
             "identified"
@@ -822,8 +827,7 @@ pub fn generate_with(
             let d = date_between(
                 &mut rng,
                 reg,
-                (reg + chrono::Duration::days(150))
-                    .min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default()),
+                (reg + chrono::Duration::days(150)).min(year_end()),
             );
             let st = pick_s(
                 &mut rng,
@@ -1058,8 +1062,7 @@ pub fn generate_with(
             let sent = date_between(
                 &mut rng,
                 reg,
-                (reg + chrono::Duration::days(30))
-                    .min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default()),
+                (reg + chrono::Duration::days(30)).min(year_end()),
             );
             let status = pick_s(
                 &mut rng,
@@ -1377,15 +1380,13 @@ pub fn generate_with(
                     "medium" => pick_s(&mut rng, &["medium", "low", "low"]),
                     _ => pick_s(&mut rng, &["low", "none"]),
                 };
-                d = (d + chrono::Duration::days(rng.random_range(30..90)))
-                    .min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default());
+                d = (d + chrono::Duration::days(rng.random_range(30..90))).min(year_end());
             }
         }
         if rng.random_bool(0.5) {
             let v = variant(&mut rng, p, false);
             let (g, f) = render_name(p, v, &mut rng);
-            let sent = (reg + chrono::Duration::days(rng.random_range(0..20)))
-                .min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default());
+            let sent = (reg + chrono::Duration::days(rng.random_range(0..20))).min(year_end());
             let to = pick_s(&mut rng, &orgs);
             pl_refs.push(
                 vec![
@@ -1411,7 +1412,7 @@ pub fn generate_with(
                     format!(
                         "D:{}",
                         iso((sent + chrono::Duration::days(rng.random_range(1..15)))
-                            .min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default()))
+                            .min(year_end()))
                     ),
                 ],
                 Some((i, v)),
@@ -1549,8 +1550,7 @@ pub fn generate_with(
             let d = date_between(
                 &mut rng,
                 reg,
-                (reg + chrono::Duration::days(120))
-                    .min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default()),
+                (reg + chrono::Duration::days(120)).min(year_end()),
             );
             let st = pick_s(
                 &mut rng,
@@ -1631,8 +1631,7 @@ pub fn generate_with(
                     "medium" => pick_s(&mut rng, &["low", "medium"]),
                     _ => "low",
                 };
-                d = (d + chrono::Duration::days(rng.random_range(40..100)))
-                    .min(NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default());
+                d = (d + chrono::Duration::days(rng.random_range(40..100))).min(year_end());
             }
         }
     }
