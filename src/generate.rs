@@ -300,8 +300,7 @@ fn date_between(rng: &mut ChaCha8Rng, from: NaiveDate, to: NaiveDate) -> NaiveDa
 
 fn make_person(rng: &mut ChaCha8Rng, i: usize) -> Person {
     let year_start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap_or_default();
-    let year_end = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
-    let registered = date_between(rng, year_start, year_end);
+    let registered = date_between(rng, year_start, year_end());
     let female = rng.random_bool(0.66);
     let gender = if rng.random_bool(0.02) {
         "unknown"
