@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 
 # DuckDB (Python) is the independent reader the view tests compare against.
 if ! python3 -c "import duckdb" 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check "duckdb>=1.1"
+  # A Debian system Python refuses plain pip installs (PEP 668); then install for this user.
+  python3 -m pip install --quiet --disable-pip-version-check "duckdb>=1.1" ||
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages "duckdb>=1.1"
+  python3 -c "import duckdb" || { echo "scripts/test.sh: DuckDB (Python) could not be installed" >&2; exit 1; }
 fi
 
 # Quiet, reproducible test runs: the lockfile is respected and nothing is built twice.
