@@ -22,7 +22,7 @@ use crate::lake::{self, Lake, LakeError};
 use crate::mapping::{Mapping, MappingError};
 use crate::pseudonym::{Key, KeyError, Provenance, Stage};
 use crate::schema::{Catalog, RecordSchema};
-use crate::source::{self, Format, RowIssue, SourceError, SourceSpec};
+use crate::source::{self, RowIssue, SourceError, SourceSpec};
 use crate::validate::Validator;
 
 #[derive(Debug, thiserror::Error)]
@@ -433,7 +433,7 @@ pub async fn ingest_file(
             Arc::new(StringArray::from(vec![sub.partner])),
             Arc::new(StringArray::from(vec![record.record_type.as_str()])),
             Arc::new(StringArray::from(vec![sha.as_str()])),
-            Arc::new(StringArray::from(vec![format_name(sub.mapping.format)])),
+            Arc::new(StringArray::from(vec![sub.mapping.format.as_str()])),
             Arc::new(StringArray::from(vec![sub.channel])),
             Arc::new(StringArray::from(vec![pf])),
             Arc::new(StringArray::from(vec![pt])),
@@ -450,15 +450,6 @@ pub async fn ingest_file(
     .map_err(|e| IngestError::Usage(e.to_string()))?;
     ctx.lake.append(lake::LEDGER, vec![ledger]).await?;
     Ok(report)
-}
-
-fn format_name(f: Format) -> &'static str {
-    match f {
-        Format::Csv => "csv",
-        Format::Json => "json",
-        Format::Ndjson => "ndjson",
-        Format::Xlsx => "xlsx",
-    }
 }
 
 async fn already_ingested(

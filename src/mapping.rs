@@ -246,10 +246,6 @@ impl Mapping {
             .collect()
     }
 
-    pub fn canonical_schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
     /// Maps a raw batch to the canonical layout: columns renamed and coalesced, partner labels
     /// translated, lists joined with the canonical separator, imputations applied.
     pub fn apply(

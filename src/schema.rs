@@ -338,7 +338,6 @@ pub struct Catalog {
     pub organisation: RecordSchema,
     pub pseudonyms: BTreeMap<String, PseudonymDef>,
     countries: HashMap<String, String>,
-    country_codes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -399,9 +398,7 @@ impl Catalog {
 
         let cf: CountriesFile = read_json(&dir.join("countries.json"))?;
         let mut countries = HashMap::new();
-        let mut country_codes = Vec::new();
         for c in &cf.countries {
-            country_codes.push(c.alpha2.clone());
             let mut keys = vec![c.alpha2.clone(), c.alpha3.clone()];
             keys.extend(c.names.values().cloned());
             keys.extend(c.aliases.iter().cloned());
@@ -460,7 +457,6 @@ impl Catalog {
             organisation,
             pseudonyms: pf.pseudonyms,
             countries,
-            country_codes,
         })
     }
 
@@ -474,10 +470,6 @@ impl Catalog {
         self.countries
             .get(&normalise::label(raw))
             .map(|s| s.as_str())
-    }
-
-    pub fn country_codes(&self) -> &[String] {
-        &self.country_codes
     }
 }
 

@@ -44,12 +44,13 @@ impl Format {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    /// The name used on the command line and in the ledger.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Format::Csv => "CSV",
-            Format::Json => "JSON",
-            Format::Ndjson => "NDJSON",
-            Format::Xlsx => "xlsx workbook",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Ndjson => "ndjson",
+            Format::Xlsx => "xlsx",
         }
     }
 
