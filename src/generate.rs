@@ -861,59 +861,28 @@ pub fn generate_with(
     }
     // Planted bad rows.
     let p0 = &people[0];
+    // Planted bad rows: an unknown gender label and a date that does not exist.
+    let lt_bad = |case: &str, registered: String, gender: &str| -> Vec<String> {
+        let mut row = vec![String::new(); 22];
+        row[0] = case.into();
+        row[1] = p0.given.clone();
+        row[2] = p0.family.clone();
+        row[3] = dmy(p0.birth);
+        row[8] = registered;
+        row[9] = gender.into();
+        row[10] = "Lietuva".into();
+        row[11] = l.get("victim_status", "lt", "presumed");
+        row[18] = "ne".into();
+        row[20] = "taip".into();
+        row
+    };
     lt_cases.push_bad(
-        vec![
-            "LT-9001".into(),
-            p0.given.clone(),
-            p0.family.clone(),
-            dmy(p0.birth),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            dmy(p0.registered),
-            "Q".into(),
-            "Lietuva".into(),
-            l.get("victim_status", "lt", "presumed"),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            "ne".into(),
-            String::new(),
-            "taip".into(),
-            String::new(),
-        ],
+        lt_bad("LT-9001", dmy(p0.registered), "Q"),
         "gender",
         "unknown_code",
     );
     lt_cases.push_bad(
-        vec![
-            "LT-9002".into(),
-            p0.given.clone(),
-            p0.family.clone(),
-            dmy(p0.birth),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            "31.02.2025".into(),
-            "M".into(),
-            "Lietuva".into(),
-            l.get("victim_status", "lt", "presumed"),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            "ne".into(),
-            String::new(),
-            "taip".into(),
-            String::new(),
-        ],
+        lt_bad("LT-9002", "31.02.2025".into(), "M"),
         "registered_on",
         "impossible_date",
     );

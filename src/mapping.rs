@@ -140,42 +140,41 @@ impl Mapping {
     /// The canonical layout as-is (`tip load` without a pipeline): every input field's name is
     /// its own column.
     pub fn canonical(record: &RecordSchema, format: Format, options: FormatOptions) -> Mapping {
-        let columns: BTreeMap<String, String> = record
-            .input_fields()
-            .map(|f| (f.name.clone(), f.name.clone()))
-            .collect();
-        Mapping::new(
-            "canonical layout",
-            record,
-            format,
-            options,
-            &columns,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-        )
-        .expect("the canonical layout maps onto its own schema")
+        let names = record.input_fields().map(|f| f.name.clone());
+        Mapping::identity("canonical layout", record, format, options, names)
     }
 
     /// The layout `tip pseudonymise` writes: pseudonyms instead of identifiers, the stored
     /// input fields, and the partner's own row numbers.
     pub fn pseudonymised(record: &RecordSchema, format: Format, options: FormatOptions) -> Mapping {
-        let columns: BTreeMap<String, String> = record
+        let names = record
             .input_fields()
             .filter(|f| f.class != FieldClass::Identifier)
             .map(|f| f.name.clone())
-            .chain(record.pseudonyms())
-            .map(|n| (n.clone(), n))
-            .collect();
+            .chain(record.pseudonyms());
+        Mapping::identity("pseudonymised layout", record, format, options, names)
+    }
+
+    /// A layout whose column names are the canonical names.
+    fn identity(
+        label: &str,
+        record: &RecordSchema,
+        format: Format,
+        options: FormatOptions,
+        names: impl Iterator<Item = String>,
+    ) -> Mapping {
+        let columns: BTreeMap<String, String> = names.map(|n| (n.clone(), n)).collect();
+        let none = BTreeMap::new();
         Mapping::new(
-            "pseudonymised layout",
+            label,
             record,
             format,
             options,
             &columns,
             &BTreeMap::new(),
-            &BTreeMap::new(),
+            &none,
         )
-        .expect("the pseudonymised layout maps onto its own schema")
+        .expect("a layout of the schema's own names maps onto the schema")
     }
 
     /// A pipeline feed, optionally through a preset, with the pipeline's format defaults.

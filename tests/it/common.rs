@@ -51,6 +51,15 @@ impl Env {
             .expect("run tip")
     }
 
+    /// `tip load --partner PARTNER --type TYPE FILE` against `lake` with this key.
+    pub fn load_on(&self, lake: &Path, partner: &str, record_type: &str, file: &Path) -> Output {
+        let file = file.to_str().expect("utf-8 path");
+        self.tip_on(
+            lake,
+            &["load", "--partner", partner, "--type", record_type, file],
+        )
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

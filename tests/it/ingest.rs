@@ -250,14 +250,7 @@ async fn rejected_files_leave_every_table_version_unchanged() {
         "good.csv",
         &format!("{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-03-03,female,LT,identified,sexual\n"),
     );
-    let out = env.tip(&[
-        "load",
-        "--partner",
-        "LT-NGO-01",
-        "--type",
-        "case",
-        good.to_str().unwrap(),
-    ]);
+    let out = env.load_on(&env.lake, "LT-NGO-01", "case", &good);
     assert!(out.status.success(), "{}", stderr(&out));
     let before = ctx.lake.versions(&ctx.table_names()).await.unwrap();
 
@@ -301,14 +294,7 @@ async fn rejected_files_leave_every_table_version_unchanged() {
     all.push(("latin.csv", "not valid UTF-8"));
     for (name, msg) in all {
         let p = env.path(name);
-        let out = env.tip(&[
-            "load",
-            "--partner",
-            "LT-NGO-01",
-            "--type",
-            "case",
-            p.to_str().unwrap(),
-        ]);
+        let out = env.load_on(&env.lake, "LT-NGO-01", "case", &p);
         assert!(!out.status.success(), "{name} must be rejected");
         let err = stderr(&out);
         assert!(err.contains(name) && err.contains(msg), "{name}: {err}");
@@ -329,14 +315,7 @@ async fn rejected_files_leave_every_table_version_unchanged() {
             "{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-05-03,female,LT,identified,sexual\nA2,Jonas,Kazlauskas,2011-05-06,2025-05-32,male,LT,presumed,labour\nA3,Eglė,Šimkutė,2010-07-08,2025-05-20,girlish,LT,identified,sexual\nA4,Rūta,Ū,2010-07-08,2025-05-20,female,LT,,sexual\n"
         ),
     );
-    let out = env.tip(&[
-        "load",
-        "--partner",
-        "LT-NGO-01",
-        "--type",
-        "case",
-        mixed.to_str().unwrap(),
-    ]);
+    let out = env.load_on(&env.lake, "LT-NGO-01", "case", &mixed);
     assert!(out.status.success(), "{}", stderr(&out));
     let o = stdout(&out);
     assert!(o.contains("1 accepted, 3 quarantined"), "{o}");

@@ -22,17 +22,7 @@ fn pseudonymised_at_the_partner_equals_central() {
 
     // Central: the raw file.
     let central = env.path("central");
-    let out = env.tip_on(
-        &central,
-        &[
-            "load",
-            "--partner",
-            "LT-NGO-01",
-            "--type",
-            "case",
-            raw.to_str().unwrap(),
-        ],
-    );
+    let out = env.load_on(&central, "LT-NGO-01", "case", &raw);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Partner side: pseudonymise locally, then send only the output.
@@ -80,17 +70,7 @@ fn pseudonymised_at_the_partner_equals_central() {
     );
 
     let partner_lake = env.path("via-partner");
-    let out = env.tip_on(
-        &partner_lake,
-        &[
-            "load",
-            "--partner",
-            "LT-NGO-01",
-            "--type",
-            "case",
-            pseud.to_str().unwrap(),
-        ],
-    );
+    let out = env.load_on(&partner_lake, "LT-NGO-01", "case", &pseud);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("3 accepted, 0 quarantined"),
