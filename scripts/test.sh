@@ -12,6 +12,20 @@ if ! python3 -c "import duckdb" 2>/dev/null; then
   python3 -c "import duckdb" || { echo "scripts/test.sh: DuckDB (Python) could not be installed" >&2; exit 1; }
 fi
 
+# A real browser for the report and upload-page tests: Debian's Chromium and ChromeDriver, driven
+# by Selenium from Python.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+if ! python3 -c "import selenium" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check "selenium>=4.10" ||
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages "selenium>=4.10"
+  python3 -c "import selenium" || { echo "scripts/test.sh: Selenium (Python) could not be installed" >&2; exit 1; }
+fi
+
 # Quiet, reproducible test runs: the lockfile is respected and nothing is built twice.
 export CARGO_TERM_COLOR=never
 cargo test --locked --no-fail-fast

@@ -34,6 +34,12 @@ pub struct TipConfig {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub query: QueryConfig,
+    #[serde(default)]
+    pub extract: ExtractConfig,
+    #[serde(default)]
+    pub serve: ServeConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Directory that relative paths are resolved against (where tip was started).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -60,6 +66,12 @@ pub struct PathsConfig {
     pub organisations: PathBuf,
     pub partners: PathBuf,
     pub presets: PathBuf,
+    #[serde(default = "default_extracts")]
+    pub extracts: PathBuf,
+}
+
+fn default_extracts() -> PathBuf {
+    "pipelines/extracts".into()
 }
 
 impl Default for PathsConfig {
@@ -69,6 +81,7 @@ impl Default for PathsConfig {
             organisations: "pipelines/organisations.toml".into(),
             partners: "pipelines/partners".into(),
             presets: "pipelines/presets".into(),
+            extracts: default_extracts(),
         }
     }
 }
@@ -82,6 +95,74 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig { batch_rows: 8192 }
+    }
+}
+
+/// Where extracts are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractConfig {
+    /// Extracts land in OUT/NAME/MONTH/.
+    pub out: PathBuf,
+}
+
+impl Default for ExtractConfig {
+    fn default() -> Self {
+        ExtractConfig {
+            out: ".tip/extracts".into(),
+        }
+    }
+}
+
+/// `tip serve`: the partner upload API and page, and the analyst SQL API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Token hashes (never the tokens).
+    pub tokens: PathBuf,
+    /// Where uploads are received; each is deleted once ingested, its receipt kept.
+    pub inbox: PathBuf,
+    /// Largest upload accepted, in MiB (413 beyond).
+    pub max_upload_mib: u64,
+    /// Largest size a gzip upload may decompress to, in MiB (413 beyond).
+    pub max_decompressed_mib: u64,
+    /// Time one request may take, in seconds.
+    pub request_timeout_seconds: u64,
+    /// Uploads ingested at the same time; more wait their turn.
+    pub max_concurrent_ingestions: usize,
+    /// Hours a page sign-in lasts.
+    pub session_hours: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: "127.0.0.1:8080".into(),
+            tokens: ".tip/tokens.json".into(),
+            inbox: ".tip/uploads".into(),
+            max_upload_mib: 100,
+            max_decompressed_mib: 1024,
+            request_timeout_seconds: 300,
+            max_concurrent_ingestions: 2,
+            session_hours: 8,
+        }
+    }
+}
+
+/// The append-only audit log (JSON lines).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub log: PathBuf,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            log: ".tip/audit.log".into(),
+        }
     }
 }
 

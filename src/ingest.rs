@@ -799,6 +799,45 @@ async fn run_pipeline(ctx: &Context, p: &PipelineConfig) -> Result<PipelineRepor
 
 /// True when a CSV file's header has this record type's pseudonym columns and none of its
 /// identifier fields: a file made by `tip pseudonymise`.
+/// The mapping of a file in the canonical layout (or the pseudonymised layout, or an HTCDS
+/// template with `htcds-v2`): what `tip load` and the upload API use.
+pub fn mapping_for_load(
+    ctx: &Context,
+    record: &RecordSchema,
+    format: &str,
+    path: &Path,
+) -> Result<Mapping, IngestError> {
+    if format == "htcds-v2" {
+        let preset = config::load_preset(&ctx.config.resolve(&ctx.config.paths.presets), "htcds-v2")?;
+        let feed = config::FeedConfig {
+            record_type: record.record_type.clone(),
+            files: "*".into(),
+            preset: Some("htcds-v2".into()),
+            sheet: None,
+            columns: Default::default(),
+            values: Default::default(),
+            impute: Default::default(),
+        };
+        return Ok(Mapping::for_feed(
+            "htcds-v2 preset",
+            record,
+            &feed,
+            &config::FormatOptions::default(),
+            Some(&preset),
+        )?);
+    }
+    let f = source::Format::parse(format).ok_or_else(|| {
+        IngestError::Usage(format!(
+            "unknown format {format:?} (csv, json, ndjson, xlsx, htcds-v2)"
+        ))
+    })?;
+    Ok(if f == source::Format::Csv && is_pseudonymised_csv(path, record) {
+        Mapping::pseudonymised(record, f, config::FormatOptions::default())
+    } else {
+        Mapping::canonical(record, f, config::FormatOptions::default())
+    })
+}
+
 pub fn is_pseudonymised_csv(path: &Path, record: &RecordSchema) -> bool {
     let Ok(f) = std::fs::File::open(path) else {
         return false;

@@ -171,6 +171,11 @@ impl Lake {
             .collect();
         wanted.push((LEDGER.into(), ledger_schema(), vec![]));
         wanted.push((QUARANTINE.into(), quarantine_schema(), vec![]));
+        wanted.push((
+            crate::schedule::RUNS.into(),
+            crate::schedule::runs_schema(),
+            vec![],
+        ));
         for (name, schema, parts) in wanted {
             if let Ok(dir) = self.table_url(&name).to_file_path() {
                 std::fs::create_dir_all(&dir).map_err(|e| Self::err(&name, e.kind()))?;

@@ -100,11 +100,64 @@ enum Command {
         #[arg(long, default_value_t = 2025)]
         seed: u64,
     },
+    /// Monthly statistical extract with disclosure control: CSV, XLSX, Parquet, HTML, manifest.
+    Extract {
+        /// YYYY-MM, or `last` for the previous month.
+        #[arg(long)]
+        month: String,
+        /// Only this extract (default: every extract defined).
+        #[arg(long)]
+        name: Option<String>,
+        /// Output directory (default: extract.out/NAME/MONTH). Needs --name when several
+        /// extracts are defined.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Rebuild from the lake versions a manifest records and check every file is identical.
+        #[arg(long)]
+        reproduce: Option<PathBuf>,
+    },
+    /// Run pipelines and extracts on their cron schedules (UTC).
+    Schedule {
+        /// Run what is due now and exit.
+        #[arg(long)]
+        once: bool,
+        /// Pretend it is this time (RFC 3339), for testing schedules.
+        #[arg(long, hide = true)]
+        now: Option<String>,
+    },
+    /// Partner upload API and page, analyst SQL API (HTTP).
+    Serve {
+        /// Address to listen on (default: serve.listen; port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Access tokens for `tip serve`.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Key management.
     Key {
         #[command(subcommand)]
         command: KeyCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it, alone, on stdout (once: only its hash is kept).
+    New {
+        /// partner, analyst or admin.
+        #[arg(long)]
+        role: String,
+        /// The organisation a partner token acts for (registry id).
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// The tokens: id, role, organisation, created, revoked.
+    List,
+    /// Revoke a token by id; takes effect at the next request.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -228,37 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             anyhow!("{}: cannot tell the format; give --format", path.display())
                         })?,
                 };
-                let mapping = if fmt == "htcds-v2" {
-                    let preset = tip::config::load_preset(
-                        &ctx.config.resolve(&ctx.config.paths.presets),
-                        "htcds-v2",
-                    )?;
-                    let feed = tip::config::FeedConfig {
-                        record_type: record_type.clone(),
-                        files: "*".into(),
-                        preset: Some("htcds-v2".into()),
-                        sheet: None,
-                        columns: Default::default(),
-                        values: Default::default(),
-                        impute: Default::default(),
-                    };
-                    Mapping::for_feed(
-                        "htcds-v2 preset",
-                        &record,
-                        &feed,
-                        &FormatOptions::default(),
-                        Some(&preset),
-                    )?
-                } else {
-                    let f = Format::parse(&fmt).ok_or_else(|| {
-                        anyhow!("unknown format {fmt:?} (csv, json, ndjson, xlsx, htcds-v2)")
-                    })?;
-                    if f == Format::Csv && ingest::is_pseudonymised_csv(path, &record) {
-                        Mapping::pseudonymised(&record, f, FormatOptions::default())
-                    } else {
-                        Mapping::canonical(&record, f, FormatOptions::default())
-                    }
-                };
+                let mapping = ingest::mapping_for_load(&ctx, &record, &fmt, path)?;
                 let sub = Submission {
                     partner,
                     mapping: &mapping,
@@ -368,6 +391,190 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{t}: {n} rows");
             }
             println!("exported to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Extract {
+            month,
+            name,
+            out,
+            reproduce,
+        } => {
+            let ctx = context(&cli).await?;
+            let month = if month == "last" {
+                let now = chrono::Utc::now().format("%Y-%m").to_string();
+                tip::extract::shift_month(&now, -1).unwrap_or(now)
+            } else {
+                tip::extract::shift_month(month, 0)
+                    .ok_or_else(|| anyhow!("--month {month:?}: expected YYYY-MM or last"))?
+            };
+            let defs =
+                tip::extract::load_extracts(&ctx.config.resolve(&ctx.config.paths.extracts))?;
+            let chosen: Vec<_> = defs
+                .iter()
+                .filter(|d| name.as_ref().is_none_or(|n| &d.name == n))
+                .collect();
+            if chosen.is_empty() {
+                bail!(
+                    "no extract {} (defined: {})",
+                    name.as_deref().unwrap_or(""),
+                    defs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            if (out.is_some() || reproduce.is_some()) && chosen.len() > 1 {
+                bail!("several extracts are defined: choose one with --name");
+            }
+            let manifest = match reproduce {
+                Some(p) => Some(
+                    serde_json::from_slice::<tip::extract::Manifest>(
+                        &std::fs::read(p).with_context(|| p.display().to_string())?,
+                    )
+                    .with_context(|| format!("{}: not an extract manifest", p.display()))?,
+                ),
+                None => None,
+            };
+            for def in chosen {
+                let dir = out.clone().unwrap_or_else(|| {
+                    ctx.config
+                        .resolve(&ctx.config.extract.out)
+                        .join(&def.name)
+                        .join(&month)
+                });
+                let m = tip::extract::run(
+                    &ctx.lake,
+                    &ctx.catalog,
+                    &ctx.registry,
+                    def,
+                    &month,
+                    &dir,
+                    manifest.as_ref(),
+                )
+                .await?;
+                tip::audit::AuditLog::new(&ctx.config.resolve(&ctx.config.audit.log)).record(
+                    "extract",
+                    serde_json::json!({
+                        "by": "cli", "extract": def.name, "month": month,
+                        "lake_version": m.lake_version, "reproduced": manifest.is_some(),
+                        "files": m.files.iter().map(|(k, v)| (k.clone(), v.sha256.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+                    }),
+                )?;
+                println!(
+                    "extract {} for {month} (lake version {}): {} files in {}{}",
+                    def.name,
+                    m.lake_version,
+                    m.files.len() + 1,
+                    dir.display(),
+                    if manifest.is_some() { ", byte-identical to the manifest" } else { "" }
+                );
+                for t in &m.tables {
+                    println!(
+                        "  {:<40} {:>4} rows, {:>3} <{} , {:>3} withheld",
+                        t.name, t.rows, t.suppressed_small, m.rules.threshold, t.withheld
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schedule { once, now } => {
+            let ctx = context(&cli).await?;
+            let fixed = now
+                .as_deref()
+                .map(|s| {
+                    chrono::DateTime::parse_from_rfc3339(s)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|_| anyhow!("--now {s:?}: expected an RFC 3339 time"))
+                })
+                .transpose()?;
+            let defs =
+                tip::extract::load_extracts(&ctx.config.resolve(&ctx.config.paths.extracts))?;
+            let pipelines =
+                tip::config::load_pipelines(&ctx.config.resolve(&ctx.config.paths.partners))?;
+            let jobs = tip::schedule::jobs(&pipelines, &defs).map_err(|e| anyhow!(e))?;
+            let runner = tip::schedule::ContextRunner {
+                ctx: &ctx,
+                extracts: defs.iter().map(|d| (d.name.clone(), d.clone())).collect(),
+                out: ctx.config.resolve(&ctx.config.extract.out),
+            };
+            for j in &jobs {
+                eprintln!("tip schedule: {} at \"{}\" (UTC)", j.name, j.cron);
+            }
+            let mut failed = false;
+            loop {
+                let at = fixed.unwrap_or_else(chrono::Utc::now);
+                for e in tip::schedule::tick(&ctx.lake, &jobs, at, &runner).await? {
+                    failed |= e.event == "failed";
+                    println!(
+                        "{} {} slot {} {}{}",
+                        e.at,
+                        e.job,
+                        e.slot,
+                        e.event,
+                        e.message.map(|m| format!(": {m}")).unwrap_or_default()
+                    );
+                }
+                if *once || fixed.is_some() {
+                    break;
+                }
+                // Wake at the start of the next minute.
+                let secs = 60 - chrono::Utc::now().timestamp().rem_euclid(60) as u64;
+                tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            }
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Serve { listen } => {
+            let ctx = context(&cli).await?;
+            let addr = listen.clone().unwrap_or_else(|| ctx.config.serve.listen.clone());
+            tip::serve::serve(ctx, &addr).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token { command } => {
+            let is_default = cli.config.as_path() == std::path::Path::new(DEFAULT_CONFIG);
+            let cfg = TipConfig::load(&cli.config, is_default)?;
+            let store = tip::serve::tokens::TokenStore::new(&cfg.resolve(&cfg.serve.tokens));
+            let audit = tip::audit::AuditLog::new(&cfg.resolve(&cfg.audit.log));
+            match command {
+                TokenCommand::New { role, org } => {
+                    let r = tip::serve::tokens::Role::parse(role)
+                        .ok_or_else(|| anyhow!("--role {role:?}: partner, analyst or admin"))?;
+                    if let Some(o) = org {
+                        let registry = tip::config::Registry::load(
+                            &cfg.resolve(&cfg.paths.organisations),
+                        )?;
+                        if registry.get(o).is_none() {
+                            bail!("--org {o:?} is not in the organisation registry");
+                        }
+                    }
+                    let (token, rec) = store.create(r, org.as_deref())?;
+                    audit.record(
+                        "token_created",
+                        serde_json::json!({"by": "cli", "token_id": rec.id, "role": role, "org": rec.org}),
+                    )?;
+                    println!("{token}");
+                    eprintln!(
+                        "tip: token {} ({role}{}) made; it is shown this once and only its hash is kept",
+                        rec.id,
+                        rec.org.as_deref().map(|o| format!(" for {o}")).unwrap_or_default()
+                    );
+                }
+                TokenCommand::List => {
+                    for t in store.load()? {
+                        println!(
+                            "{}  {:<8} {:<12} created {}{}",
+                            t.id,
+                            t.role.as_str(),
+                            t.org.as_deref().unwrap_or("-"),
+                            t.created_at,
+                            t.revoked_at.map(|r| format!("  REVOKED {r}")).unwrap_or_default()
+                        );
+                    }
+                }
+                TokenCommand::Revoke { id } => {
+                    if !store.revoke(id)? {
+                        bail!("no live token {id}");
+                    }
+                    audit.record("token_revoked", serde_json::json!({"by": "cli", "token_id": id}))?;
+                    eprintln!("tip: token {id} revoked");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Tables => {

@@ -179,7 +179,7 @@ fn check_permissions(_path: &Path, _file: &str) -> Result<(), KeyError> {
     Ok(())
 }
 
-fn getrandom_fill(buf: &mut [u8]) {
+pub(crate) fn getrandom_fill(buf: &mut [u8]) {
     use rand::TryRng;
     rand::rngs::SysRng
         .try_fill_bytes(buf)

@@ -3,11 +3,14 @@
 
 mod cli;
 mod common;
+mod extract;
 mod htcds;
 mod ingest;
 mod linkage;
 mod partner_side;
 mod privacy;
 mod query;
+mod schedule;
+mod serve;
 mod slt;
 mod views;

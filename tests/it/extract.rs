@@ -1,0 +1,317 @@
+//! Monthly extracts on the sample data: four formats and a manifest, disclosure rules in the
+//! published files, no pseudonym anywhere, byte-identical reproduction after new data, an
+//! independent read of the Parquet by DuckDB, and the HTML report in a real headless browser.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{Env, all_files, repo, stderr, stdout};
+
+/// A configuration like the shipped one, with extracts written under the test's directory and
+/// optionally read from another definitions directory.
+pub fn test_config(env: &Env, extracts: Option<&Path>) -> PathBuf {
+    let mut text = std::fs::read_to_string(repo().join("pipelines/tip.toml")).unwrap();
+    let out = env.path("extracts");
+    text = text.replace(
+        "out = \".tip/extracts\"",
+        &format!("out = {:?}", out.to_str().unwrap()),
+    );
+    if let Some(dir) = extracts {
+        text = text.replace(
+            "extracts = \"pipelines/extracts\"",
+            &format!("extracts = {:?}", dir.to_str().unwrap()),
+        );
+    }
+    let p = env.path("tip.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The month with the most children in the sample.
+fn busiest_month(env: &Env) -> String {
+    let o = env.tip(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT period FROM cases WHERE is_minor GROUP BY period ORDER BY count(*) DESC, period LIMIT 1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).lines().nth(1).expect("a month").trim().to_string()
+}
+
+fn sha256(p: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+fn artifacts() -> PathBuf {
+    let d = repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Every text a file carries (XLSX and Parquet included, decompressed where zipped).
+fn texts(p: &Path) -> String {
+    let bytes = std::fs::read(p).unwrap();
+    if p.extension().is_some_and(|e| e == "xlsx") {
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        let mut all = String::new();
+        for i in 0..z.len() {
+            let mut f = z.by_index(i).unwrap();
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+            all.push_str(&s);
+        }
+        all
+    } else {
+        String::from_utf8_lossy(&bytes).to_string()
+    }
+}
+
+#[test]
+fn monthly_extract_is_protected_complete_and_reproducible() {
+    let env = Env::new();
+    let cfg = test_config(&env, None);
+    let cfg = cfg.to_str().unwrap();
+    let o = env.tip(&["--config", cfg, "ingest"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let month = busiest_month(&env);
+    let out = env.path("first");
+    let o = env.tip(&[
+        "--config",
+        cfg,
+        "extract",
+        "--month",
+        &month,
+        "--name",
+        "regional-monthly",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Four formats and the manifest, each file's hash recorded.
+    let stem = format!("regional-monthly-{month}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    for ext in ["csv", "xlsx", "parquet", "html"] {
+        let name = format!("{stem}.{ext}");
+        let f = out.join(&name);
+        assert!(f.exists(), "{name} missing");
+        assert_eq!(manifest["files"][&name]["sha256"], sha256(&f), "{name}");
+    }
+    assert_eq!(manifest["rules"]["threshold"], 11);
+    assert_eq!(manifest["rules"]["rounding_base"], 5);
+    assert!(manifest["lake_version"].as_i64().unwrap() > 0);
+    assert!(manifest["table_versions"]["cases"].as_i64().unwrap() > 0);
+    let tables = manifest["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 6, "{manifest}");
+
+    // The published numbers: 0, <11, x, or a multiple of 5 of at least 15.
+    let csv = std::fs::read_to_string(out.join(format!("{stem}.csv"))).unwrap();
+    assert!(csv.contains("\r\n"), "RFC 4180 line ends");
+    let mut r = csv::Reader::from_reader(csv.as_bytes());
+    let (mut numbers, mut small, mut withheld, mut zeros, mut rows) = (0, 0, 0, 0, 0);
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        rows += 1;
+        let count = &rec[7];
+        match count {
+            "0" => zeros += 1,
+            "<11" => small += 1,
+            "x" => withheld += 1,
+            n => {
+                let n: u64 = n.parse().unwrap_or_else(|_| panic!("count {n:?}"));
+                assert!(n >= 15 && n % 5 == 0, "published {n}");
+                numbers += 1;
+            }
+        }
+    }
+    let manifest_rows: u64 = tables.iter().map(|t| t["rows"].as_u64().unwrap()).sum();
+    assert_eq!(rows, manifest_rows);
+    assert!(numbers > 0 && small > 0 && zeros > 0, "{numbers} {small} {zeros}");
+    // The audit's bounds: every suppressed count has an interval at least 11 wide.
+    let audited: usize = tables
+        .iter()
+        .map(|t| {
+            for a in t["audit"].as_array().unwrap() {
+                let lo = a["lower"].as_u64().unwrap();
+                if let Some(hi) = a["upper"].as_u64() {
+                    assert!(hi - lo >= 11, "{a}");
+                }
+            }
+            t["audit"].as_array().unwrap().len()
+        })
+        .sum();
+    // The long form leaves out margins that repeat another count; the audit covers them too.
+    assert!(audited >= small + withheld, "{audited} audited");
+    println!("extract {month}: {rows} rows, {numbers} published, {small} <11, {withheld} x, {zeros} zeros");
+
+    // No pseudonym, and no unit, in any file.
+    for f in all_files(&out) {
+        let t = texts(&f);
+        for prefix in ["per_k", "cas_k", "ref_k", "doc_k", "sub_"] {
+            assert!(!t.contains(prefix), "{} carries {prefix}", f.display());
+        }
+    }
+
+    // DuckDB reads the Parquet on its own and agrees with the CSV.
+    let script = format!(
+        "import duckdb\nprint(duckdb.sql(\"SELECT count(*), count(count), sum(CASE WHEN suppressed = '<11' THEN 1 ELSE 0 END) FROM '{}'\").fetchone())",
+        out.join(format!("{stem}.parquet")).display()
+    );
+    let py = std::process::Command::new("python3").arg("-c").arg(&script).output().unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        format!("({rows}, {}, {small})", numbers + zeros)
+    );
+
+    // New data for the same month arrives; the reproduction is byte-identical all the same.
+    let extra = env.path("late.csv");
+    let o = env.tip(&[
+        "--config",
+        cfg,
+        "query",
+        "--format",
+        "csv",
+        &format!("SELECT count(*) FROM cases WHERE period = '{month}'"),
+    ]);
+    let before: u64 = stdout(&o).lines().nth(1).unwrap().trim().parse().unwrap();
+    std::fs::write(
+        &extra,
+        format!(
+            "case_number,given_name,family_name,birth_date,registered_on,gender,citizenship,status,exploitation\n\
+             LATE-1,Aistė,Late,2012-02-02,{month}-10,female,LT,identified,sexual\n\
+             LATE-2,Jonas,Late,2011-03-03,{month}-11,male,LT,identified,labour\n"
+        ),
+    )
+    .unwrap();
+    let o = env.load_on(&env.lake, "LT-NGO-01", "case", &extra);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env.tip(&[
+        "--config",
+        cfg,
+        "query",
+        "--format",
+        "csv",
+        &format!("SELECT count(*) FROM cases WHERE period = '{month}'"),
+    ]);
+    let after: u64 = stdout(&o).lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(after > before, "the late file added cases to {month}");
+    let again = env.path("again");
+    let o = env.tip(&[
+        "--config",
+        cfg,
+        "extract",
+        "--month",
+        &month,
+        "--name",
+        "regional-monthly",
+        "--out",
+        again.to_str().unwrap(),
+        "--reproduce",
+        out.join("manifest.json").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for ext in ["csv", "xlsx", "parquet", "html"] {
+        let name = format!("{stem}.{ext}");
+        assert_eq!(
+            std::fs::read(out.join(&name)).unwrap(),
+            std::fs::read(again.join(&name)).unwrap(),
+            "{name} is not byte-identical"
+        );
+    }
+    // A fresh extract sees the late data: a later lake version.
+    let latest = env.path("latest");
+    let o = env.tip(&[
+        "--config", cfg, "extract", "--month", &month, "--name", "regional-monthly", "--out",
+        latest.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(latest.join("manifest.json")).unwrap()).unwrap();
+    assert!(m2["lake_version"].as_i64() > manifest["lake_version"].as_i64());
+
+    // The report in a real browser: no console error, both charts drawn; a screenshot kept.
+    let shot = artifacts().join("extract-report.png");
+    let _ = std::fs::remove_file(&shot);
+    let html = out.join(format!("{stem}.html"));
+    let b = std::process::Command::new("python3")
+        .arg(repo().join("tests/browser/drive.py"))
+        .arg("report")
+        .arg(&html)
+        .arg(&shot)
+        .output()
+        .unwrap();
+    assert!(
+        b.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&b.stdout),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
+    assert!(seen["trend_series"].as_u64().unwrap() >= 3, "{seen}");
+    assert!(seen["flows"].as_u64().unwrap() >= 1, "{seen}");
+    assert_eq!(seen["tables"].as_u64().unwrap(), 6, "{seen}");
+    assert!(seen["trend_width"].as_u64().unwrap() > 300, "{seen}");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "screenshot");
+}
+
+#[test]
+fn formula_like_labels_are_neutralised_in_every_format() {
+    let env = Env::new();
+    let defs = env.path("defs");
+    std::fs::create_dir_all(&defs).unwrap();
+    std::fs::write(
+        defs.join("evil.toml"),
+        r#"
+name = "evil"
+title = "Labels a spreadsheet would run"
+schedule = "0 2 3 * *"
+formats = ["csv", "xlsx", "html"]
+
+[[table]]
+name = "labels"
+title = "Labels"
+universe = "u"
+dimensions = ["label"]
+unit = "units"
+sql = """
+SELECT l.label, CAST(r.n AS VARCHAR) || l.label AS unit
+FROM (SELECT column1 AS label FROM (VALUES ('=HYPERLINK("http://x")'), ('+SUM(1)'), ('-2+3'), ('@cmd'), ('plain'), ('<b>bold</b>'))) AS l
+CROSS JOIN (SELECT value AS n FROM generate_series(0, 29)) AS r
+"""
+"#,
+    )
+    .unwrap();
+    let cfg = test_config(&env, Some(&defs));
+    let out = env.path("evil-out");
+    let o = env.tip(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "extract",
+        "--month",
+        "2025-03",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("evil-2025-03.csv")).unwrap();
+    let mut r = csv::Reader::from_reader(csv.as_bytes());
+    let labels: Vec<String> = r.records().map(|x| x.unwrap()[2].to_string()).collect();
+    for l in &labels {
+        assert!(
+            !l.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "CSV cell {l:?} would run as a formula"
+        );
+    }
+    assert!(labels.contains(&"'=HYPERLINK(\"http://x\")".to_string()), "{labels:?}");
+    assert!(labels.contains(&"plain".to_string()));
+    // Each label counts 30 units: published as 30.
+    assert!(csv.contains("plain,,,,,30\r\n"), "{csv}");
+    // XLSX stores them as text cells (never formulas); HTML escapes markup.
+    let xlsx = texts(&out.join("evil-2025-03.xlsx"));
+    assert!(!xlsx.contains("<f>"), "a formula in the workbook");
+    let html = std::fs::read_to_string(out.join("evil-2025-03.html")).unwrap();
+    assert!(html.contains("&lt;b&gt;bold&lt;/b&gt;") && !html.contains("<b>bold</b>"));
+}

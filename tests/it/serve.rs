@@ -1,0 +1,430 @@
+//! `tip serve` over real HTTP on loopback: the tip binary listening on a free port, requests
+//! written by hand on a TCP socket (so the test sees exactly what is sent and when), tokens made
+//! with `tip token new`, and the upload page driven in headless Chromium.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::{Env, all_files, repo, stderr};
+
+struct Server {
+    child: Child,
+    addr: String,
+    cfg: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(env: &Env) -> PathBuf {
+    let mut text = std::fs::read_to_string(repo().join("pipelines/tip.toml")).unwrap();
+    for (from, to) in [
+        ("tokens = \".tip/tokens.json\"", format!("tokens = {:?}", env.path("tokens.json"))),
+        ("inbox = \".tip/uploads\"", format!("inbox = {:?}", env.path("uploads"))),
+        ("log = \".tip/audit.log\"", format!("log = {:?}", env.path("audit.log"))),
+        ("max_upload_mib = 100", "max_upload_mib = 1".to_string()),
+        ("max_decompressed_mib = 1024", "max_decompressed_mib = 2".to_string()),
+    ] {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, &to);
+    }
+    let p = env.path("serve.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn start(env: &Env) -> Server {
+    let cfg = config(env);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tip"))
+        .current_dir(repo())
+        .env_remove("TIP_KEY")
+        .args(["--config", cfg.to_str().unwrap(), "--lake", env.lake.to_str().unwrap()])
+        .args(["--key-file", env.key.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tip serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("tip serve: listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Server { child, addr, cfg }
+}
+
+fn token(env: &Env, cfg: &Path, role: &str, org: Option<&str>) -> String {
+    let mut args = vec!["--config", cfg.to_str().unwrap(), "token", "new", "--role", role];
+    if let Some(o) = org {
+        args.extend(["--org", o]);
+    }
+    let o = env.tip(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(out.lines().count(), 1, "the token alone on stdout");
+    out.trim().to_string()
+}
+
+struct Reply {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
+    }
+}
+
+/// One HTTP/1.1 exchange. `body` None sends the headers only (with `length` declared).
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>, length: Option<usize>) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let len = length.or(body.map(|b| b.len())).unwrap_or(0);
+    req.push_str(&format!("Content-Length: {len}\r\n\r\n"));
+    s.write_all(req.as_bytes()).unwrap();
+    if let Some(b) = body {
+        // The server may answer (413) and close before it has read everything.
+        let _ = s.write_all(b);
+    }
+    read_reply(&mut s)
+}
+
+fn read_reply(s: &mut TcpStream) -> Reply {
+    let mut r = BufReader::new(s);
+    let mut status_line = String::new();
+    r.read_line(&mut status_line).expect("a response");
+    let status: u16 = status_line.split_whitespace().nth(1).expect("status").parse().unwrap();
+    let mut headers = HashMap::new();
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        let l = l.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':').unwrap();
+        headers.insert(k.to_ascii_lowercase(), v.trim().to_string());
+    }
+    let mut body = Vec::new();
+    if let Some(n) = headers.get("content-length") {
+        body.resize(n.parse().unwrap(), 0);
+        r.read_exact(&mut body).unwrap();
+    } else if headers.get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).unwrap();
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    Reply { status, headers, body }
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+const NAMES: [&str; 4] = ["Gabrielė", "Kazlauskaitė", "Mantas", "Žukauskas"];
+
+fn cases_csv() -> String {
+    "case_number,given_name,family_name,birth_date,registered_on,gender,citizenship,status,exploitation\n\
+     UP-1,Gabrielė,Kazlauskaitė,2011-05-17,2025-03-04,female,LT,identified,sexual\n\
+     UP-2,Mantas,Žukauskas,2010-09-30,2025-03-12,male,LT,presumed,labour\n\
+     UP-3,Mantas,Žukauskas,2010-09-30,2025-13-12,male,LT,presumed,labour\n"
+        .to_string()
+}
+
+fn ledger_rows(s: &Server, analyst: &str) -> u64 {
+    let r = sql(s, analyst, "SELECT count(*) AS n FROM submissions", "application/json");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()[0]["n"].as_u64().unwrap()
+}
+
+fn sql(s: &Server, t: &str, q: &str, accept: &str) -> Reply {
+    let body = serde_json::to_vec(&serde_json::json!({ "sql": q })).unwrap();
+    http(
+        &s.addr,
+        "POST",
+        "/api/v1/sql",
+        &[("Authorization", &bearer(t)), ("Content-Type", "application/json"), ("Accept", accept)],
+        Some(&body),
+        None,
+    )
+}
+
+fn inbox_files(env: &Env) -> Vec<PathBuf> {
+    let d = env.path("uploads");
+    if d.exists() { all_files(&d) } else { Vec::new() }
+}
+
+#[test]
+fn partner_uploads_analyst_queries_and_every_rule_holds() {
+    let env = Env::new();
+    let s = start(&env);
+    let a = token(&env, &s.cfg, "partner", Some("LT-NGO-01"));
+    let b = token(&env, &s.cfg, "partner", Some("PL-CP-01"));
+    let analyst = token(&env, &s.cfg, "analyst", None);
+    let admin = token(&env, &s.cfg, "admin", None);
+    let tokens_file = std::fs::read_to_string(env.path("tokens.json")).unwrap();
+    for t in [&a, &b, &analyst, &admin] {
+        assert!(!tokens_file.contains(&t[4..]), "a token stored in clear");
+    }
+
+    assert_eq!(http(&s.addr, "GET", "/healthz", &[], None, None).status, 200);
+
+    // No token, a wrong token: 401 at once, without the server waiting for the 50 MB body.
+    let started = std::time::Instant::now();
+    let r = http(&s.addr, "POST", "/api/v1/uploads?type=case&format=csv", &[], None, Some(50_000_000));
+    assert_eq!(r.status, 401);
+    assert!(r.headers.contains_key("www-authenticate"));
+    let r = http(
+        &s.addr,
+        "POST",
+        "/api/v1/uploads?type=case&format=csv",
+        &[("Authorization", "Bearer tip_0123456789abcdef")],
+        None,
+        Some(50_000_000),
+    );
+    assert_eq!(r.status, 401);
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // Partner A uploads names and birth dates, pretending to be partner B, with a hostile name.
+    let csv = cases_csv();
+    let r = http(
+        &s.addr,
+        "POST",
+        "/api/v1/uploads?type=case&format=csv&partner=PL-CP-01&filename=..%2F..%2Fetc%2Fpasswd",
+        &[("Authorization", &bearer(&a)), ("Content-Type", "text/csv")],
+        Some(csv.as_bytes()),
+        None,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let receipt = r.json();
+    assert_eq!(receipt["status"], "committed");
+    assert_eq!(receipt["rows_accepted"], 2);
+    assert_eq!(receipt["rows_quarantined"], 1);
+    assert_eq!(receipt["quarantined"][0]["row"], 4);
+    assert_eq!(receipt["quarantined"][0]["field"], "registered_on");
+    assert_eq!(receipt["original_name"], "passwd");
+    for n in NAMES.iter().chain(["2011-05-17", "2010-09-30", "2025-13-12"].iter()) {
+        assert!(!r.text().contains(n), "the receipt repeats {n}");
+    }
+    let upload_id = receipt["upload_id"].as_str().unwrap().to_string();
+    // The raw file is gone; only receipts remain, inside the partner's own inbox.
+    for f in inbox_files(&env) {
+        assert!(f.starts_with(env.path("uploads").join("LT-NGO-01")), "{}", f.display());
+        assert_eq!(f.extension().unwrap(), "json", "{}", f.display());
+    }
+
+    // The lake: A's organisation (from the token, not the parameter), pseudonyms only.
+    let r = sql(&s, &analyst, "SELECT * FROM cases", "application/json");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rows = r.json();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["partner"], "LT-NGO-01");
+        assert!(row["person_id"].as_str().unwrap().starts_with("per_"));
+    }
+    for n in NAMES {
+        assert!(!r.text().contains(n), "the lake holds {n}");
+    }
+
+    // A sees its upload; B sees none of A's and cannot read it by id.
+    let r = http(&s.addr, "GET", "/api/v1/uploads", &[("Authorization", &bearer(&a))], None, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+    let r = http(&s.addr, "GET", "/api/v1/uploads", &[("Authorization", &bearer(&b))], None, None);
+    assert_eq!(r.json().as_array().unwrap().len(), 0);
+    let own = format!("/api/v1/uploads/{upload_id}");
+    assert_eq!(http(&s.addr, "GET", &own, &[("Authorization", &bearer(&a))], None, None).status, 200);
+    assert_eq!(http(&s.addr, "GET", &own, &[("Authorization", &bearer(&b))], None, None).status, 404);
+    // Partners do not query; analysts do not upload.
+    assert_eq!(sql(&s, &a, "SELECT 1", "application/json").status, 403);
+    let r = http(
+        &s.addr,
+        "POST",
+        "/api/v1/uploads?type=case&format=csv",
+        &[("Authorization", &bearer(&analyst))],
+        Some(csv.as_bytes()),
+        None,
+    );
+    assert_eq!(r.status, 403);
+
+    // The analyst API: JSON, CSV and Arrow IPC by Accept; COPY and DDL refused.
+    let q = "SELECT reporting_country, count(*) AS n FROM cases GROUP BY reporting_country";
+    let r = sql(&s, &analyst, q, "text/csv");
+    assert_eq!(r.status, 200);
+    assert!(r.headers["content-type"].starts_with("text/csv"));
+    assert_eq!(r.text().lines().collect::<Vec<_>>(), vec!["reporting_country,n", "LT,2"]);
+    let r = sql(&s, &analyst, q, "application/vnd.apache.arrow.stream");
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[..4], &[0xff, 0xff, 0xff, 0xff], "an Arrow IPC stream");
+    for bad in [
+        "COPY (SELECT * FROM cases) TO '/tmp/out.csv'",
+        "CREATE TABLE t AS SELECT * FROM cases",
+        "DROP TABLE cases",
+        "SELECT 1; DROP TABLE cases",
+    ] {
+        let r = sql(&s, &analyst, bad, "application/json");
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert!(r.text().contains("refused"), "{bad}: {}", r.text());
+    }
+
+    // Limits: nothing written for any refused upload.
+    let ledger_before = ledger_rows(&s, &analyst);
+    let inbox_before = inbox_files(&env);
+    let big = vec![b'a'; 2 * 1024 * 1024];
+    let r = http(
+        &s.addr,
+        "POST",
+        "/api/v1/uploads?type=case&format=csv",
+        &[("Authorization", &bearer(&a))],
+        Some(&big),
+        None,
+    );
+    assert_eq!(r.status, 413);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(csv.lines().next().unwrap().as_bytes()).unwrap();
+    gz.write_all(b"\n").unwrap();
+    gz.write_all(&vec![b'0'; 20 * 1024 * 1024]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 100 * 1024, "a bomb: {} bytes", bomb.len());
+    let r = http(
+        &s.addr,
+        "POST",
+        "/api/v1/uploads?type=case&format=csv",
+        &[("Authorization", &bearer(&a)), ("Content-Encoding", "gzip")],
+        Some(&bomb),
+        None,
+    );
+    assert_eq!(r.status, 413, "{}", r.text());
+    let r = http(
+        &s.addr,
+        "POST",
+        "/api/v1/uploads?type=case&format=exe",
+        &[("Authorization", &bearer(&a))],
+        Some(b"MZ"),
+        None,
+    );
+    assert_eq!(r.status, 415);
+    assert_eq!(inbox_files(&env), inbox_before, "a refused upload left a file");
+    assert_eq!(ledger_rows(&s, &analyst), ledger_before);
+    // A gzip upload within the limits goes through.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(csv.replace("UP-", "GZ-").replace("2025-03-", "2025-04-").as_bytes()).unwrap();
+    let r = http(
+        &s.addr,
+        "POST",
+        "/api/v1/uploads?type=case&format=csv",
+        &[("Authorization", &bearer(&a)), ("Content-Encoding", "gzip")],
+        Some(&gz.finish().unwrap()),
+        None,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // Tokens: only admins manage them; a revocation is effective at the next request.
+    let r = http(&s.addr, "GET", "/api/v1/tokens", &[("Authorization", &bearer(&analyst))], None, None);
+    assert_eq!(r.status, 403);
+    let r = http(&s.addr, "GET", "/api/v1/tokens", &[("Authorization", &bearer(&admin))], None, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json().as_array().unwrap().len(), 4);
+    assert!(!r.text().contains("sha256"));
+    let b_id = r.json().as_array().unwrap()[1]["id"].as_str().unwrap().to_string();
+    let o = env.tip(&["--config", s.cfg.to_str().unwrap(), "token", "revoke", &b_id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = http(&s.addr, "GET", "/api/v1/uploads", &[("Authorization", &bearer(&b))], None, None);
+    assert_eq!(r.status, 401, "revoked without a restart");
+
+    // The audit log: every kind of event, one JSON object per line, no name, no token.
+    let log = std::fs::read_to_string(env.path("audit.log")).unwrap();
+    let events: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    for k in ["auth_failure", "denied", "upload_accepted", "upload_rejected", "sql", "token_created", "token_revoked"] {
+        assert!(kinds.contains(k), "no {k} event in {kinds:?}");
+    }
+    for n in NAMES {
+        assert!(!log.contains(n), "the audit log holds {n}");
+    }
+    for t in [&a, &b, &analyst, &admin] {
+        assert!(!log.contains(&t[4..]), "the audit log holds a token");
+    }
+    assert!(!log.contains("SELECT"), "SQL text in the audit log (only its hash belongs there)");
+    let sql_event = events.iter().find(|e| e["event"] == "sql" && e["status"] == "ok").unwrap();
+    assert_eq!(sql_event["role"], "analyst");
+    assert_eq!(sql_event["sql_sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn the_upload_page_works_in_a_real_browser() {
+    let env = Env::new();
+    let s = start(&env);
+    let a = token(&env, &s.cfg, "partner", Some("LT-NGO-01"));
+    // Lithuanian for a browser that prefers it, English otherwise.
+    let r = http(&s.addr, "GET", "/", &[("Accept-Language", "lt-LT,lt;q=0.9,en;q=0.5")], None, None);
+    assert!(r.text().contains("<html lang=\"lt\">") && r.text().contains("Prisijungti"), "{}", r.text());
+    let r = http(&s.addr, "GET", "/", &[("Accept-Language", "en-GB,en;q=0.9")], None, None);
+    assert!(r.text().contains("<html lang=\"en\">") && r.text().contains("Sign in"));
+    assert!(r.headers["content-security-policy"].contains("default-src 'none'"));
+
+    let file = env.path("march-cases.csv");
+    std::fs::write(&file, cases_csv()).unwrap();
+    let shot = repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&shot).unwrap();
+    let shot = shot.join("upload-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let o = Command::new("python3")
+        .arg(repo().join("tests/browser/drive.py"))
+        .args(["upload", &format!("http://{}", s.addr), &a])
+        .arg(&file)
+        .arg("case")
+        .arg(&shot)
+        .arg("lt-LT")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(seen["lang"], "lt", "{seen}");
+    let receipt = seen["receipt"].as_str().unwrap();
+    assert!(receipt.contains("Kvitas") && receipt.contains("išsaugota"), "{receipt}");
+    assert!(receipt.contains("march-cases.csv"), "{receipt}");
+    assert!(receipt.contains("registered_on"), "the set-aside row is explained: {receipt}");
+    for n in NAMES {
+        assert!(!receipt.contains(n), "the receipt shows {n}");
+    }
+    assert_eq!(seen["history"].as_array().unwrap().len(), 1, "{seen}");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 5_000);
+    // A page without its sign-in cannot upload.
+    let r = http(&s.addr, "POST", "/upload", &[("Content-Type", "multipart/form-data; boundary=x")], Some(b"--x--\r\n"), None);
+    assert_eq!(r.status, 401);
+}
