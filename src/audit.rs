@@ -34,9 +34,7 @@ impl AuditLog {
         let mut obj = Map::new();
         obj.insert(
             "ts".into(),
-            Value::String(
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            ),
+            Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         );
         obj.insert("event".into(), Value::String(event.into()));
         if let Value::Object(m) = fields {
@@ -69,8 +67,11 @@ mod tests {
     fn one_event_per_line_with_line_breaks_escaped() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::new(&dir.path().join("a/audit.log"));
-        log.record("sql", serde_json::json!({"reason": "two\nlines\r\n{\"forged\": 1}"}))
-            .unwrap();
+        log.record(
+            "sql",
+            serde_json::json!({"reason": "two\nlines\r\n{\"forged\": 1}"}),
+        )
+        .unwrap();
         log.record("auth_failure", serde_json::json!({})).unwrap();
         let text = std::fs::read_to_string(log.path()).unwrap();
         let lines: Vec<&str> = text.lines().collect();

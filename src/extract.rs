@@ -187,7 +187,11 @@ pub fn shift_month(month: &str, delta: i32) -> Option<String> {
         return None;
     }
     let idx = y * 12 + (m - 1) + delta;
-    Some(format!("{:04}-{:02}", idx.div_euclid(12), idx.rem_euclid(12) + 1))
+    Some(format!(
+        "{:04}-{:02}",
+        idx.div_euclid(12),
+        idx.rem_euclid(12) + 1
+    ))
 }
 
 /// A protected table, laid out as rows (all dimensions but the last) × columns (the last).
@@ -263,10 +267,19 @@ pub async fn build(
             .copied()
             .unwrap_or(0),
     };
-    let session = Session::open(lake, catalog, registry, Some(&AsOf::Version(version.max(0) as u64))).await?;
+    let session = Session::open(
+        lake,
+        catalog,
+        registry,
+        Some(&AsOf::Version(version.max(0) as u64)),
+    )
+    .await?;
     let first_month = shift_month(month, -11)
         .ok_or_else(|| ExtractError::Usage(format!("--month {month:?}: expected YYYY-MM")))?;
-    let fill = |s: &str| s.replace("{month}", month).replace("{first_month}", &first_month);
+    let fill = |s: &str| {
+        s.replace("{month}", month)
+            .replace("{first_month}", &first_month)
+    };
 
     // Distinct units per cell and margin.
     struct Raw {
@@ -323,7 +336,9 @@ pub async fn build(
                 let key: Vec<String> = (0..n - 1).map(|d| cols[d].value(i).to_string()).collect();
                 let c = cols[n - 1].value(i).to_string();
                 let unit = cols[n].value(i).to_string();
-                cell.entry((key.clone(), c.clone())).or_default().insert(unit.clone());
+                cell.entry((key.clone(), c.clone()))
+                    .or_default()
+                    .insert(unit.clone());
                 row.entry(key).or_default().insert(unit.clone());
                 col.entry(c).or_default().insert(unit.clone());
                 all.insert(unit);
@@ -369,13 +384,21 @@ pub async fn build(
         );
         index.push((c, r, k, g));
     }
-    link_universes(def, &raws.iter().map(|r| (&r.row_keys, &r.columns)).collect::<Vec<_>>(), &index, &fill, &mut problem);
-    let (published, bounds) = disclosure::protect(&problem, &def.disclosure).map_err(|e| {
-        ExtractError::Disclosure {
+    link_universes(
+        def,
+        &raws
+            .iter()
+            .map(|r| (&r.row_keys, &r.columns))
+            .collect::<Vec<_>>(),
+        &index,
+        &fill,
+        &mut problem,
+    );
+    let (published, bounds) =
+        disclosure::protect(&problem, &def.disclosure).map_err(|e| ExtractError::Disclosure {
             extract: def.name.clone(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     let bound_of: HashMap<usize, Bound> = bounds.into_iter().map(|b| (b.index, b)).collect();
 
     let mut tables = Vec::new();
@@ -383,8 +406,12 @@ pub async fn build(
         let (ci, ri, ki, gi) = &index[ti];
         let nrow = t.dimensions.len() - 1;
         let mut bounds = Vec::new();
+        let mut noted = HashSet::new();
+        // A count that stands in two places (a one-row table's column totals) is noted once.
         let mut note = |i: usize, cats: Vec<String>| {
-            if let Some(b) = bound_of.get(&i) {
+            if let Some(b) = bound_of.get(&i)
+                && noted.insert(i)
+            {
                 bounds.push((cats, b.lower, b.upper));
             }
         };
@@ -464,7 +491,11 @@ fn link_universes(
         for (r, key) in rows.iter().enumerate() {
             for (c, col) in cols.iter().enumerate() {
                 let mut cats: BTreeMap<String, String> = BTreeMap::new();
-                for (d, v) in t.dimensions.iter().zip(key.iter().chain(std::iter::once(col))) {
+                for (d, v) in t
+                    .dimensions
+                    .iter()
+                    .zip(key.iter().chain(std::iter::once(col)))
+                {
                     cats.insert(d.clone(), v.clone());
                 }
                 if slice.iter().all(|(k, v)| cats.get(k) == Some(v)) {
@@ -606,9 +637,18 @@ fn write_files(
     for f in formats {
         let (name, bytes) = match f {
             OutFormat::Csv => (format!("{stem}.csv"), csv_bytes(&built.tables, rules)?),
-            OutFormat::Xlsx => (format!("{stem}.xlsx"), xlsx_bytes(def, month, &built.tables)?),
-            OutFormat::Parquet => (format!("{stem}.parquet"), parquet_bytes(&built.tables, rules)?),
-            OutFormat::Html => (format!("{stem}.html"), crate::report::html(def, month, &built.tables).into_bytes()),
+            OutFormat::Xlsx => (
+                format!("{stem}.xlsx"),
+                xlsx_bytes(def, month, &built.tables)?,
+            ),
+            OutFormat::Parquet => (
+                format!("{stem}.parquet"),
+                parquet_bytes(&built.tables, rules)?,
+            ),
+            OutFormat::Html => (
+                format!("{stem}.html"),
+                crate::report::html(def, month, &built.tables).into_bytes(),
+            ),
         };
         let path = dir.join(&name);
         std::fs::write(&path, &bytes).map_err(|e| io_err(&path)(&e))?;
@@ -701,7 +741,10 @@ fn csv_bytes(tables: &[TableOut], rules: &Rules) -> Result<Vec<u8>, ExtractError
     w.write_record(LONG_HEADER).map_err(|e| err(&e))?;
     for t in tables {
         for (cats, p) in t.long_rows() {
-            let mut rec: Vec<String> = long_fields(t, &cats).iter().map(|s| neutralise(s)).collect();
+            let mut rec: Vec<String> = long_fields(t, &cats)
+                .iter()
+                .map(|s| neutralise(s))
+                .collect();
             rec.push(neutralise(&p.label(rules)));
             w.write_record(&rec).map_err(|e| err(&e))?;
         }
@@ -827,7 +870,8 @@ fn xlsx_bytes(def: &ExtractDef, month: &str, tables: &[TableOut]) -> Result<Vec<
         ws.write_string_with_format(0, 0, format!("{} — {month}", def.title), &bold)
             .map_err(|e| err(&e))?;
         for (i, line) in rules_text(rules).iter().enumerate() {
-            ws.write_string(i as u32 + 2, 0, line).map_err(|e| err(&e))?;
+            ws.write_string(i as u32 + 2, 0, line)
+                .map_err(|e| err(&e))?;
         }
         ws.set_column_width(0, 120).map_err(|e| err(&e))?;
     }
@@ -886,7 +930,10 @@ pub async fn run(
             if m.definition_sha256 != def.sha256 {
                 return Err(ExtractError::NotReproduced(
                     def.name.clone(),
-                    format!("the definition {} has changed since the manifest", def.file.display()),
+                    format!(
+                        "the definition {} has changed since the manifest",
+                        def.file.display()
+                    ),
                 ));
             }
             Some(m.lake_version)
@@ -906,7 +953,10 @@ pub async fn run(
     if let Some(m) = reproduce {
         for (name, f) in &m.files {
             if manifest.files.get(name) != Some(f) {
-                return Err(ExtractError::NotReproduced(def.name.clone(), format!("{name} differs")));
+                return Err(ExtractError::NotReproduced(
+                    def.name.clone(),
+                    format!("{name} differs"),
+                ));
             }
         }
     }
@@ -939,7 +989,10 @@ mod tests {
     fn the_shipped_definition_loads() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/extracts");
         let defs = load_extracts(&dir).expect("extracts");
-        let d = defs.iter().find(|d| d.name == "regional-monthly").expect("regional-monthly");
+        let d = defs
+            .iter()
+            .find(|d| d.name == "regional-monthly")
+            .expect("regional-monthly");
         assert_eq!(d.disclosure, Rules::default());
         assert_eq!(d.formats.len(), 4);
     }

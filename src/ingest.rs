@@ -808,7 +808,8 @@ pub fn mapping_for_load(
     path: &Path,
 ) -> Result<Mapping, IngestError> {
     if format == "htcds-v2" {
-        let preset = config::load_preset(&ctx.config.resolve(&ctx.config.paths.presets), "htcds-v2")?;
+        let preset =
+            config::load_preset(&ctx.config.resolve(&ctx.config.paths.presets), "htcds-v2")?;
         let feed = config::FeedConfig {
             record_type: record.record_type.clone(),
             files: "*".into(),
@@ -831,11 +832,13 @@ pub fn mapping_for_load(
             "unknown format {format:?} (csv, json, ndjson, xlsx, htcds-v2)"
         ))
     })?;
-    Ok(if f == source::Format::Csv && is_pseudonymised_csv(path, record) {
-        Mapping::pseudonymised(record, f, config::FormatOptions::default())
-    } else {
-        Mapping::canonical(record, f, config::FormatOptions::default())
-    })
+    Ok(
+        if f == source::Format::Csv && is_pseudonymised_csv(path, record) {
+            Mapping::pseudonymised(record, f, config::FormatOptions::default())
+        } else {
+            Mapping::canonical(record, f, config::FormatOptions::default())
+        },
+    )
 }
 
 pub fn is_pseudonymised_csv(path: &Path, record: &RecordSchema) -> bool {

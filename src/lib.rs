@@ -8,8 +8,8 @@
 pub mod audit;
 pub mod config;
 pub mod disclosure;
-pub mod generate;
 pub mod extract;
+pub mod generate;
 pub mod ingest;
 pub mod lake;
 pub mod mapping;

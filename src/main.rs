@@ -417,7 +417,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bail!(
                     "no extract {} (defined: {})",
                     name.as_deref().unwrap_or(""),
-                    defs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                    defs.iter()
+                        .map(|d| d.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
             if (out.is_some() || reproduce.is_some()) && chosen.len() > 1 {
@@ -463,7 +466,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     m.lake_version,
                     m.files.len() + 1,
                     dir.display(),
-                    if manifest.is_some() { ", byte-identical to the manifest" } else { "" }
+                    if manifest.is_some() {
+                        ", byte-identical to the manifest"
+                    } else {
+                        ""
+                    }
                 );
                 for t in &m.tables {
                     println!(
@@ -518,11 +525,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let secs = 60 - chrono::Utc::now().timestamp().rem_euclid(60) as u64;
                 tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
             }
-            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Serve { listen } => {
             let ctx = context(&cli).await?;
-            let addr = listen.clone().unwrap_or_else(|| ctx.config.serve.listen.clone());
+            let addr = listen
+                .clone()
+                .unwrap_or_else(|| ctx.config.serve.listen.clone());
             tip::serve::serve(ctx, &addr).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -536,9 +549,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let r = tip::serve::tokens::Role::parse(role)
                         .ok_or_else(|| anyhow!("--role {role:?}: partner, analyst or admin"))?;
                     if let Some(o) = org {
-                        let registry = tip::config::Registry::load(
-                            &cfg.resolve(&cfg.paths.organisations),
-                        )?;
+                        let registry =
+                            tip::config::Registry::load(&cfg.resolve(&cfg.paths.organisations))?;
                         if registry.get(o).is_none() {
                             bail!("--org {o:?} is not in the organisation registry");
                         }
@@ -552,7 +564,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!(
                         "tip: token {} ({role}{}) made; it is shown this once and only its hash is kept",
                         rec.id,
-                        rec.org.as_deref().map(|o| format!(" for {o}")).unwrap_or_default()
+                        rec.org
+                            .as_deref()
+                            .map(|o| format!(" for {o}"))
+                            .unwrap_or_default()
                     );
                 }
                 TokenCommand::List => {
@@ -563,7 +578,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             t.role.as_str(),
                             t.org.as_deref().unwrap_or("-"),
                             t.created_at,
-                            t.revoked_at.map(|r| format!("  REVOKED {r}")).unwrap_or_default()
+                            t.revoked_at
+                                .map(|r| format!("  REVOKED {r}"))
+                                .unwrap_or_default()
                         );
                     }
                 }
@@ -571,7 +588,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if !store.revoke(id)? {
                         bail!("no live token {id}");
                     }
-                    audit.record("token_revoked", serde_json::json!({"by": "cli", "token_id": id}))?;
+                    audit.record(
+                        "token_revoked",
+                        serde_json::json!({"by": "cli", "token_id": id}),
+                    )?;
                     eprintln!("tip: token {id} revoked");
                 }
             }

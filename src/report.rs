@@ -67,7 +67,11 @@ pub fn html(def: &ExtractDef, month: &str, tables: &[TableOut]) -> String {
         let nkey = t.dimensions.len() - 1;
         for (r, line) in g.iter().enumerate() {
             let total = r == g.len() - 1 && r > 1 && nkey > 0;
-            h.push_str(if total { "<tr class=\"total\">" } else { "<tr>" });
+            h.push_str(if total {
+                "<tr class=\"total\">"
+            } else {
+                "<tr>"
+            });
             for (c, cell) in line.iter().enumerate() {
                 let tag = if r == 0 { "th" } else { "td" };
                 let class = if c < nkey {
@@ -181,7 +185,11 @@ fn trend_chart(t: &TableOut, month: &str, threshold: u64) -> String {
                         py(0.0),
                         escape(country),
                         escape(&months[i]),
-                        if *p == Published::Small { format!("&lt;{threshold}") } else { "x".into() }
+                        if *p == Published::Small {
+                            format!("&lt;{threshold}")
+                        } else {
+                            "x".into()
+                        }
                     );
                 }
                 Some(p) => {
@@ -245,7 +253,12 @@ fn flow_chart(t: &TableOut, rules: &crate::disclosure::Rules) -> String {
     let rows = from.len().max(to.len()).max(1) as f64;
     let (w, hgt) = (760.0, 60.0 + 34.0 * rows);
     let y = |i: usize, n: usize| 40.0 + (hgt - 60.0) * (i as f64 + 0.5) / n as f64;
-    let max = pairs.values().filter_map(|p| p.number()).max().unwrap_or(1).max(1) as f64;
+    let max = pairs
+        .values()
+        .filter_map(|p| p.number())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let mut s = String::new();
     let _ = write!(
         s,

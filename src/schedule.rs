@@ -279,7 +279,11 @@ pub fn due(job: &Job, now: DateTime<Utc>, events: &[RunEvent]) -> Option<DateTim
 
 /// Runs a job for a slot; Ok carries a one-line summary, Err the reason it failed.
 pub trait Runner {
-    fn run<'a>(&'a self, job: &'a Job, slot: DateTime<Utc>) -> BoxFuture<'a, Result<String, String>>;
+    fn run<'a>(
+        &'a self,
+        job: &'a Job,
+        slot: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<String, String>>;
 }
 
 /// One tick: runs every due job, in order, recording each run. Returns the events recorded.
@@ -362,13 +366,18 @@ pub struct ContextRunner<'a> {
 }
 
 impl Runner for ContextRunner<'_> {
-    fn run<'a>(&'a self, job: &'a Job, slot: DateTime<Utc>) -> BoxFuture<'a, Result<String, String>> {
+    fn run<'a>(
+        &'a self,
+        job: &'a Job,
+        slot: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<String, String>> {
         Box::pin(async move {
             match &job.kind {
                 JobKind::Pipeline(name) => {
-                    let reports = crate::ingest::run_pipelines(self.ctx, std::slice::from_ref(name))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let reports =
+                        crate::ingest::run_pipelines(self.ctx, std::slice::from_ref(name))
+                            .await
+                            .map_err(|e| e.to_string())?;
                     let files: usize = reports.iter().map(|r| r.files.len()).sum();
                     Ok(format!("{files} file(s) processed"))
                 }
@@ -400,7 +409,11 @@ impl Runner for ContextRunner<'_> {
                             }),
                         )
                         .map_err(|e| format!("audit log: {e}"))?;
-                    Ok(format!("{month}: {} files in {}", m.files.len() + 1, dir.display()))
+                    Ok(format!(
+                        "{month}: {} files in {}",
+                        m.files.len() + 1,
+                        dir.display()
+                    ))
                 }
             }
         })
@@ -418,16 +431,42 @@ mod tests {
     #[test]
     fn cron_finds_the_latest_slot() {
         let c = Cron::parse("0 2 3 * *").unwrap();
-        assert_eq!(c.latest_at_or_before(t("2025-04-03T02:00:00Z")), Some(t("2025-04-03T02:00:00Z")));
-        assert_eq!(c.latest_at_or_before(t("2025-04-03T01:59:00Z")), Some(t("2025-03-03T02:00:00Z")));
-        assert_eq!(c.latest_at_or_before(t("2025-01-01T00:00:00Z")), Some(t("2024-12-03T02:00:00Z")));
+        assert_eq!(
+            c.latest_at_or_before(t("2025-04-03T02:00:00Z")),
+            Some(t("2025-04-03T02:00:00Z"))
+        );
+        assert_eq!(
+            c.latest_at_or_before(t("2025-04-03T01:59:00Z")),
+            Some(t("2025-03-03T02:00:00Z"))
+        );
+        assert_eq!(
+            c.latest_at_or_before(t("2025-01-01T00:00:00Z")),
+            Some(t("2024-12-03T02:00:00Z"))
+        );
         let c = Cron::parse("*/15 9-17 * * 1-5").unwrap();
         // Saturday 2025-04-05 → Friday 17:45.
-        assert_eq!(c.latest_at_or_before(t("2025-04-05T12:00:00Z")), Some(t("2025-04-04T17:45:00Z")));
-        assert_eq!(c.latest_at_or_before(t("2025-04-04T10:07:00Z")), Some(t("2025-04-04T10:00:00Z")));
+        assert_eq!(
+            c.latest_at_or_before(t("2025-04-05T12:00:00Z")),
+            Some(t("2025-04-04T17:45:00Z"))
+        );
+        assert_eq!(
+            c.latest_at_or_before(t("2025-04-04T10:07:00Z")),
+            Some(t("2025-04-04T10:00:00Z"))
+        );
         let c = Cron::parse("30 1 * * 0,7").unwrap();
-        assert_eq!(c.latest_at_or_before(t("2025-04-08T00:00:00Z")), Some(t("2025-04-06T01:30:00Z")));
-        for bad in ["", "* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "5-1 * * * *", "*/0 * * * *"] {
+        assert_eq!(
+            c.latest_at_or_before(t("2025-04-08T00:00:00Z")),
+            Some(t("2025-04-06T01:30:00Z"))
+        );
+        for bad in [
+            "",
+            "* * * *",
+            "60 * * * *",
+            "* 24 * * *",
+            "* * 0 * *",
+            "5-1 * * * *",
+            "*/0 * * * *",
+        ] {
             assert!(Cron::parse(bad).is_err(), "{bad:?}");
         }
     }

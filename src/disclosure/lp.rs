@@ -164,10 +164,7 @@ impl Solver {
         };
         let lo = self.minimise(col, 1.0).map(|v| self.lower[k] + v);
         let hi = self.minimise(col, -1.0).map(|v| self.lower[k] - v);
-        (
-            lo.unwrap_or(f64::NEG_INFINITY),
-            hi.unwrap_or(f64::INFINITY),
-        )
+        (lo.unwrap_or(f64::NEG_INFINITY), hi.unwrap_or(f64::INFINITY))
     }
 
     /// min(sign * y_col), None when unbounded.

@@ -190,8 +190,14 @@ pub struct Bound {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DisclosureError {
-    #[error("disclosure audit failed: a withheld count can be narrowed to {lower}..{upper} from the published numbers")]
-    Audit { index: usize, lower: u64, upper: String },
+    #[error(
+        "disclosure audit failed: a withheld count can be narrowed to {lower}..{upper} from the published numbers"
+    )]
+    Audit {
+        index: usize,
+        lower: u64,
+        upper: String,
+    },
     #[error("disclosure audit failed: the published numbers contradict each other")]
     Inconsistent,
     #[error("{0}")]
@@ -199,7 +205,10 @@ pub enum DisclosureError {
 }
 
 /// Decides what is published. Fails closed: the result has passed [`audit`].
-pub fn protect(p: &Problem, rules: &Rules) -> Result<(Vec<Published>, Vec<Bound>), DisclosureError> {
+pub fn protect(
+    p: &Problem,
+    rules: &Rules,
+) -> Result<(Vec<Published>, Vec<Bound>), DisclosureError> {
     rules.check().map_err(DisclosureError::Rules)?;
     let mut published: Vec<Published> = p
         .values
@@ -214,7 +223,7 @@ pub fn protect(p: &Problem, rules: &Rules) -> Result<(Vec<Published>, Vec<Bound>
         match first_failure(p, &published, rules) {
             Ok(_) => break,
             Err(DisclosureError::Audit { index, .. }) => {
-                let Some(next) = complement(p, &published, index) else {
+                let Some(next) = complement(p, &published, rules, index) else {
                     return Err(first_failure(p, &published, rules)
                         .err()
                         .unwrap_or(DisclosureError::Inconsistent));
@@ -230,7 +239,11 @@ pub fn protect(p: &Problem, rules: &Rules) -> Result<(Vec<Published>, Vec<Bound>
 
 /// Proves that no withheld count can be narrowed below the threshold from the published
 /// numbers; returns the bounds of each.
-pub fn audit(p: &Problem, published: &[Published], rules: &Rules) -> Result<Vec<Bound>, DisclosureError> {
+pub fn audit(
+    p: &Problem,
+    published: &[Published],
+    rules: &Rules,
+) -> Result<Vec<Bound>, DisclosureError> {
     first_failure(p, published, rules)
 }
 
@@ -391,9 +404,36 @@ fn program(p: &Problem, published: &[Published], rules: &Rules, shape_only: bool
     prog
 }
 
-/// The count to withhold next to protect `failing`: a published count related to it (cells
-/// before margins, the smallest first), else one of its table, else any.
-fn complement(p: &Problem, published: &[Published], failing: usize) -> Option<usize> {
+/// The count to withhold next to protect `failing`: of the candidates (published counts
+/// related to it, cells before margins, the smallest first; else of its table; else any), the
+/// first that widens what the published numbers allow for it.
+fn complement(
+    p: &Problem,
+    published: &[Published],
+    rules: &Rules,
+    failing: usize,
+) -> Option<usize> {
+    let candidates = candidates(p, published, failing);
+    let width = |pubd: &[Published]| -> Option<(f64, f64)> {
+        let mut b = Bounder::new(program(p, pubd, rules, false));
+        b.range(failing).ok()
+    };
+    let before = width(published)?;
+    let mut trial = published.to_vec();
+    for &c in candidates.iter().take(40) {
+        let old = trial[c];
+        trial[c] = Published::Withheld;
+        if let Some(after) = width(&trial)
+            && (after.1 - after.0 > before.1 - before.0 + 1e-6 || after.0 < before.0 - 1e-6)
+        {
+            return Some(c);
+        }
+        trial[c] = old;
+    }
+    candidates.first().copied()
+}
+
+fn candidates(p: &Problem, published: &[Published], failing: usize) -> Vec<usize> {
     let open = |i: &usize| matches!(published[*i], Published::Value(_));
     let rank = |i: &usize| (p.margin[*i], p.values[*i], *i);
     let related: Vec<usize> = p
@@ -403,15 +443,23 @@ fn complement(p: &Problem, published: &[Published], failing: usize) -> Option<us
         .flat_map(|r| r.left.iter().chain(r.right.iter()).copied())
         .filter(open)
         .collect();
-    if let Some(i) = related.iter().min_by_key(|i| rank(i)) {
-        return Some(*i);
-    }
+    let mut related = related;
+    related.sort_by_key(rank);
+    related.dedup();
     let table = p.table[failing];
-    (0..published.len())
-        .filter(|i| p.table[*i] == table)
+    let mut same_table: Vec<usize> = (0..published.len())
+        .filter(|i| p.table[*i] == table && !related.contains(i))
         .filter(open)
-        .min_by_key(rank)
-        .or_else(|| (0..published.len()).filter(open).min_by_key(rank))
+        .collect();
+    same_table.sort_by_key(rank);
+    let mut rest: Vec<usize> = (0..published.len())
+        .filter(|i| p.table[*i] != table && !related.contains(i))
+        .filter(open)
+        .collect();
+    rest.sort_by_key(rank);
+    related.extend(same_table);
+    related.extend(rest);
+    related
 }
 
 /// A two-way table: `cells[r][c]` with row totals, column totals and the grand total, all
@@ -429,17 +477,45 @@ pub fn add_two_way(
         .iter()
         .map(|row| row.iter().map(|&v| p.count(v, table, false)).collect())
         .collect();
-    let rt: Vec<usize> = row_totals.iter().map(|&v| p.count(v, table, true)).collect();
-    let ct: Vec<usize> = col_totals.iter().map(|&v| p.count(v, table, true)).collect();
+    // A one-row table's column totals are its cells and its row total the grand total (and
+    // likewise for one column): the same count, one variable, so it is published once.
     let g = p.count(grand, table, true);
+    let rt: Vec<usize> = if col_totals.len() == 1 {
+        idx.iter().map(|row| row[0]).collect()
+    } else if row_totals.len() == 1 {
+        vec![g]
+    } else {
+        row_totals
+            .iter()
+            .map(|&v| p.count(v, table, true))
+            .collect()
+    };
+    let ct: Vec<usize> = if row_totals.len() == 1 {
+        idx[0].clone()
+    } else if col_totals.len() == 1 {
+        vec![g]
+    } else {
+        col_totals
+            .iter()
+            .map(|&v| p.count(v, table, true))
+            .collect()
+    };
     for (r, row) in idx.iter().enumerate() {
-        p.relate(row.clone(), vec![rt[r]], true);
+        if row.len() > 1 {
+            p.relate(row.clone(), vec![rt[r]], true);
+        }
     }
     for (c, &col) in ct.iter().enumerate() {
-        p.relate(idx.iter().map(|row| row[c]).collect(), vec![col], true);
+        if idx.len() > 1 {
+            p.relate(idx.iter().map(|row| row[c]).collect(), vec![col], true);
+        }
     }
-    p.relate(rt.clone(), vec![g], true);
-    p.relate(ct.clone(), vec![g], true);
+    if rt.len() > 1 {
+        p.relate(rt.clone(), vec![g], true);
+    }
+    if ct.len() > 1 {
+        p.relate(ct.clone(), vec![g], true);
+    }
     (idx, rt, ct, g)
 }
 
@@ -511,8 +587,9 @@ mod tests {
             let (rows, cols, grand) = margins(&cells, additive);
             let mut p = Problem::default();
             add_two_way(&mut p, 0, &cells, &rows, &cols, grand);
-            let (published, bounds) = protect(&p, &rules)
-                .unwrap_or_else(|e| panic!("seed {seed}: {e}: {cells:?} {rows:?} {cols:?} {grand} additive={additive}"));
+            let (published, bounds) = protect(&p, &rules).unwrap_or_else(|e| {
+                panic!("seed {seed}: {e}: {cells:?} {rows:?} {cols:?} {grand} additive={additive}")
+            });
             for (i, pubd) in published.iter().enumerate() {
                 if let Some(n) = pubd.number() {
                     assert!(
@@ -530,7 +607,10 @@ mod tests {
             // Every suppressed count has a bound, wide enough, and true of the real value.
             let suppressed = published.iter().filter(|p| p.suppressed()).count();
             small += published.iter().filter(|p| **p == Published::Small).count();
-            withheld += published.iter().filter(|p| **p == Published::Withheld).count();
+            withheld += published
+                .iter()
+                .filter(|p| **p == Published::Withheld)
+                .count();
             assert_eq!(bounds.len(), suppressed, "seed {seed}");
             for b in &bounds {
                 let width = b.upper.map(|u| u - b.lower).unwrap_or(u64::MAX);
@@ -543,7 +623,10 @@ mod tests {
             }
         }
         // The property is not vacuous: both kinds of suppression happened.
-        assert!(small > 100 && withheld > 50, "{small} small, {withheld} withheld");
+        assert!(
+            small > 100 && withheld > 50,
+            "{small} small, {withheld} withheld"
+        );
     }
 
     #[test]

@@ -90,12 +90,14 @@ pub fn router(state: Shared) -> Router {
         .route("/upload", post(page::upload))
         // Uploads are bounded by tip's own counting (413), not by a buffer.
         .layer(DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn(move |req: Request, next: Next| async move {
-            match tokio::time::timeout(timeout, next.run(req)).await {
-                Ok(r) => r,
-                Err(_) => error(StatusCode::REQUEST_TIMEOUT, "the request took too long"),
-            }
-        }))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| async move {
+                match tokio::time::timeout(timeout, next.run(req)).await {
+                    Ok(r) => r,
+                    Err(_) => error(StatusCode::REQUEST_TIMEOUT, "the request took too long"),
+                }
+            },
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -103,9 +105,15 @@ pub fn router(state: Shared) -> Router {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut r = next.run(req).await;
     let h = r.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -151,7 +159,10 @@ pub fn authenticate(st: &AppState, headers: &HeaderMap, route: &str) -> Result<C
         }
         Err(e) => {
             eprintln!("tip serve: {e}");
-            Err(error(StatusCode::INTERNAL_SERVER_ERROR, "the token store cannot be read"))
+            Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the token store cannot be read",
+            ))
         }
     }
 }
@@ -181,7 +192,11 @@ pub fn sanitise_name(name: &str) -> String {
         .take(100)
         .collect();
     let clean = clean.trim_start_matches('.').trim().to_string();
-    if clean.is_empty() { "upload".into() } else { clean }
+    if clean.is_empty() {
+        "upload".into()
+    } else {
+        clean
+    }
 }
 
 /// What a partner gets back for an upload. Row numbers, field names and reason codes only.
@@ -240,14 +255,23 @@ impl AppState {
                 StatusCode::BAD_REQUEST,
                 format!(
                     "unknown record type {record_type:?} (known: {})",
-                    self.ctx.catalog.records.keys().cloned().collect::<Vec<_>>().join(", ")
+                    self.ctx
+                        .catalog
+                        .records
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
         if !FORMATS.contains(&format) {
             return Err(Refusal::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("format {format:?} is not accepted (allowed: {})", FORMATS.join(", ")),
+                format!(
+                    "format {format:?} is not accepted (allowed: {})",
+                    FORMATS.join(", ")
+                ),
             ));
         }
         Ok(())
@@ -270,8 +294,12 @@ impl AppState {
         E: std::fmt::Display,
     {
         let dir = self.inbox.join(org);
-        std::fs::create_dir_all(&dir)
-            .map_err(|_| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "the inbox cannot be written"))?;
+        std::fs::create_dir_all(&dir).map_err(|_| {
+            Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the inbox cannot be written",
+            )
+        })?;
         let upload_id = uuid::Uuid::new_v4().to_string();
         let ext = match req.format.as_str() {
             "htcds-v2" => "xlsx",
@@ -297,7 +325,12 @@ impl AppState {
             let (src, dst) = (incoming.clone(), stored.clone());
             let res = tokio::task::spawn_blocking(move || gunzip_limited(&src, &dst, cap))
                 .await
-                .unwrap_or_else(|_| Err(Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "decompression failed")));
+                .unwrap_or_else(|_| {
+                    Err(Refusal::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "decompression failed",
+                    ))
+                });
             cleanup(&[&incoming]);
             if let Err(r) = res {
                 cleanup(&[&stored]);
@@ -305,12 +338,18 @@ impl AppState {
             }
         } else if std::fs::rename(&incoming, &stored).is_err() {
             cleanup(&[&incoming]);
-            return Err(Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "the inbox cannot be written"));
+            return Err(Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the inbox cannot be written",
+            ));
         }
         let sha = ingest::sha256_file(&stored).unwrap_or_default();
         // A bounded number of ingestions at a time; the others wait their turn.
         let _permit = self.ingestions.acquire().await.map_err(|_| {
-            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down")
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down",
+            )
         })?;
         let result = self.ingest(org, req, &stored).await;
         cleanup(&[&stored]);
@@ -380,7 +419,10 @@ impl AppState {
         };
         ingest::ingest_file(&self.ctx, &sub, path)
             .await
-            .map_err(|e| e.to_string().replace(&path.display().to_string(), &req.original_name))
+            .map_err(|e| {
+                e.to_string()
+                    .replace(&path.display().to_string(), &req.original_name)
+            })
     }
 
     /// The receipts of one organisation's uploads, newest first.
@@ -406,7 +448,11 @@ impl AppState {
     pub fn audit_upload(&self, caller: &TokenRecord, channel: &str, r: &Result<Receipt, Refusal>) {
         match r {
             Ok(rc) => self.audit(
-                if rc.status == "rejected" { "upload_rejected" } else { "upload_accepted" },
+                if rc.status == "rejected" {
+                    "upload_rejected"
+                } else {
+                    "upload_accepted"
+                },
                 json!({
                     "channel": channel, "token_id": caller.id, "org": caller.org,
                     "upload_id": rc.upload_id, "submission_id": rc.submission_id,
@@ -432,19 +478,30 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut f = std::fs::File::create(path)
-        .map_err(|_| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "the inbox cannot be written"))?;
+    let mut f = std::fs::File::create(path).map_err(|_| {
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the inbox cannot be written",
+        )
+    })?;
     let mut n: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
-            Refusal::new(StatusCode::BAD_REQUEST, format!("the upload was interrupted: {e}"))
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("the upload was interrupted: {e}"),
+            )
         })?;
         n += chunk.len() as u64;
         if n > max {
             return Err(too_large(max));
         }
-        f.write_all(&chunk)
-            .map_err(|_| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "the inbox cannot be written"))?;
+        f.write_all(&chunk).map_err(|_| {
+            Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the inbox cannot be written",
+            )
+        })?;
     }
     f.sync_all().ok();
     Ok(n)
@@ -461,12 +518,17 @@ fn gunzip_limited(src: &Path, dst: &Path, cap: u64) -> Result<(), Refusal> {
     let bad = |m: &str| Refusal::new(StatusCode::BAD_REQUEST, m.to_string());
     let input = std::fs::File::open(src).map_err(|_| bad("the upload cannot be read"))?;
     let mut dec = flate2::read::GzDecoder::new(std::io::BufReader::new(input));
-    let mut out = std::fs::File::create(dst)
-        .map_err(|_| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "the inbox cannot be written"))?;
+    let mut out = std::fs::File::create(dst).map_err(|_| {
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the inbox cannot be written",
+        )
+    })?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut n: u64 = 0;
     loop {
-        let k = std::io::Read::read(&mut dec, &mut buf).map_err(|_| bad("the upload is not valid gzip"))?;
+        let k = std::io::Read::read(&mut dec, &mut buf)
+            .map_err(|_| bad("the upload is not valid gzip"))?;
         if k == 0 {
             return Ok(());
         }
@@ -474,11 +536,18 @@ fn gunzip_limited(src: &Path, dst: &Path, cap: u64) -> Result<(), Refusal> {
         if n > cap {
             return Err(Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the upload decompresses to more than {} MiB", cap / (1024 * 1024)),
+                format!(
+                    "the upload decompresses to more than {} MiB",
+                    cap / (1024 * 1024)
+                ),
             ));
         }
-        out.write_all(&buf[..k])
-            .map_err(|_| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "the inbox cannot be written"))?;
+        out.write_all(&buf[..k]).map_err(|_| {
+            Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the inbox cannot be written",
+            )
+        })?;
     }
 }
 
@@ -547,7 +616,11 @@ async fn api_list(State(st): State<Shared>, headers: HeaderMap) -> Response {
     axum::Json(st.receipts(&org)).into_response()
 }
 
-async fn api_get(State(st): State<Shared>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Response {
+async fn api_get(
+    State(st): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
     let caller = match authenticate(&st, &headers, "GET /api/v1/uploads/{id}") {
         Ok(c) => c,
         Err(r) => return r,
@@ -579,10 +652,18 @@ async fn api_sql(State(st): State<Shared>, headers: HeaderMap, body: Body) -> Re
     }
     let bytes = match axum::body::to_bytes(body, 1024 * 1024).await {
         Ok(b) => b,
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "the query is larger than 1 MiB"),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the query is larger than 1 MiB",
+            );
+        }
     };
     let Ok(SqlBody { sql }) = serde_json::from_slice::<SqlBody>(&bytes) else {
-        return error(StatusCode::BAD_REQUEST, "expected a JSON object {\"sql\": \"...\"}");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected a JSON object {\"sql\": \"...\"}",
+        );
     };
     let accept = headers
         .get(header::ACCEPT)
@@ -600,7 +681,14 @@ async fn api_sql(State(st): State<Shared>, headers: HeaderMap, body: Body) -> Re
     let sql_hash = hex::encode(sha2::Sha256::digest(sql.as_bytes()));
     let limits = crate::query::Limits::from(&st.ctx.config.query);
     let result = async {
-        let session = Session::open_with_limits(&st.ctx.lake, &st.ctx.catalog, &st.ctx.registry, None, limits).await?;
+        let session = Session::open_with_limits(
+            &st.ctx.lake,
+            &st.ctx.catalog,
+            &st.ctx.registry,
+            None,
+            limits,
+        )
+        .await?;
         let batches = session.run(sql.trim().trim_end_matches(';')).await?;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let body = if arrow {
@@ -685,7 +773,10 @@ async fn api_token_new(State(st): State<Shared>, headers: HeaderMap, body: Bytes
         return r;
     }
     let Ok(req) = serde_json::from_slice::<NewToken>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "expected {\"role\": ..., \"org\": ...}");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"role\": ..., \"org\": ...}",
+        );
     };
     let Some(role) = Role::parse(&req.role) else {
         return error(StatusCode::BAD_REQUEST, "role: partner, analyst or admin");
@@ -698,13 +789,21 @@ async fn api_token_new(State(st): State<Shared>, headers: HeaderMap, body: Bytes
     match st.tokens.create(role, req.org.as_deref()) {
         Ok((token, rec)) => {
             st.audit("token_created", json!({"by": caller.token.id, "token_id": rec.id, "role": role.as_str(), "org": rec.org}));
-            (StatusCode::CREATED, axum::Json(json!({"id": rec.id, "token": token, "role": role, "org": rec.org}))).into_response()
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({"id": rec.id, "token": token, "role": role, "org": rec.org})),
+            )
+                .into_response()
         }
         Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 
-async fn api_token_revoke(State(st): State<Shared>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Response {
+async fn api_token_revoke(
+    State(st): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
     let caller = match authenticate(&st, &headers, "DELETE /api/v1/tokens/{id}") {
         Ok(c) => c,
         Err(r) => return r,
@@ -714,7 +813,10 @@ async fn api_token_revoke(State(st): State<Shared>, UrlPath(id): UrlPath<String>
     }
     match st.tokens.revoke(&id) {
         Ok(true) => {
-            st.audit("token_revoked", json!({"by": caller.token.id, "token_id": id}));
+            st.audit(
+                "token_revoked",
+                json!({"by": caller.token.id, "token_id": id}),
+            );
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no such live token"),
@@ -741,7 +843,10 @@ mod tests {
         assert_eq!(sanitise_name("../../etc/passwd"), "passwd");
         assert_eq!(sanitise_name("..\\..\\boot.ini"), "boot.ini");
         assert_eq!(sanitise_name(".."), "upload");
-        assert_eq!(sanitise_name("cases\n2025;rm -rf.csv"), "cases2025rm -rf.csv");
+        assert_eq!(
+            sanitise_name("cases\n2025;rm -rf.csv"),
+            "cases2025rm -rf.csv"
+        );
         assert_eq!(sanitise_name(".hidden"), "hidden");
         assert_eq!(sanitise_name(&"a".repeat(500)).len(), 100);
     }

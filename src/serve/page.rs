@@ -35,7 +35,10 @@ pub enum Lang {
 
 /// The first language of Accept-Language that the page speaks, by quality.
 pub fn language(headers: &HeaderMap) -> Lang {
-    let Some(v) = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()) else {
+    let Some(v) = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Lang::En;
     };
     let mut prefs: Vec<(f32, usize, &str)> = v
@@ -51,7 +54,11 @@ pub fn language(headers: &HeaderMap) -> Lang {
             Some((q, i, tag))
         })
         .collect();
-    prefs.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+    prefs.sort_by(|a, b| {
+        b.0.partial_cmp(&a.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.1.cmp(&b.1))
+    });
     for (_, _, tag) in prefs {
         let primary = tag.split('-').next().unwrap_or("").to_ascii_lowercase();
         match primary.as_str() {
@@ -74,7 +81,10 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "signin" => ("Sign in", "Prisijungti"),
         "signout" => ("Sign out", "Atsijungti"),
         "bad_token" => ("That token is not valid.", "Šis prieigos raktas negalioja."),
-        "partner_only" => ("This page is for partner tokens.", "Šis puslapis skirtas partnerių prieigos raktams."),
+        "partner_only" => (
+            "This page is for partner tokens.",
+            "Šis puslapis skirtas partnerių prieigos raktams.",
+        ),
         "signed_in_as" => ("Signed in for", "Prisijungta kaip"),
         "upload" => ("Upload a file", "Įkelti failą"),
         "type" => ("Record type", "Įrašų tipas"),
@@ -143,7 +153,11 @@ fn cookie_value(headers: &HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|kv| kv.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_string))
+        .find_map(|kv| {
+            kv.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        })
 }
 
 /// The page session and its live partner token, if any.
@@ -159,7 +173,10 @@ fn session(st: &Shared, headers: &HeaderMap) -> Option<(String, String, TokenRec
     match rec {
         Some(r) if r.role == Role::Partner && r.org.is_some() => Some((id, csrf, r)),
         _ => {
-            st.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            st.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             None
         }
     }
@@ -188,25 +205,42 @@ pub async fn signin(
     let token = form.get("token").map(|s| s.trim()).unwrap_or("");
     let rec = st.tokens.verify(token).ok().flatten();
     let Some(rec) = rec else {
-        st.audit("auth_failure", json!({"route": "POST /signin", "reason": "unknown_or_revoked_token"}));
-        return (StatusCode::UNAUTHORIZED, Html(signin_page(lang, Some(t(lang, "bad_token"))))).into_response();
+        st.audit(
+            "auth_failure",
+            json!({"route": "POST /signin", "reason": "unknown_or_revoked_token"}),
+        );
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(signin_page(lang, Some(t(lang, "bad_token")))),
+        )
+            .into_response();
     };
     if rec.role != Role::Partner || rec.org.is_none() {
         st.audit("denied", json!({"route": "POST /signin", "token_id": rec.id, "role": rec.role.as_str(), "needs": "partner"}));
-        return (StatusCode::FORBIDDEN, Html(signin_page(lang, Some(t(lang, "partner_only"))))).into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            Html(signin_page(lang, Some(t(lang, "partner_only")))),
+        )
+            .into_response();
     }
     let id = random_hex(32);
-    st.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(
-        id.clone(),
-        WebSession {
-            token_hash: TokenStore::hash(token),
-            csrf: random_hex(16),
-            expires: Instant::now() + Duration::from_secs(st.cfg.session_hours.max(1) * 3600),
-        },
-    );
+    st.sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            id.clone(),
+            WebSession {
+                token_hash: TokenStore::hash(token),
+                csrf: random_hex(16),
+                expires: Instant::now() + Duration::from_secs(st.cfg.session_hours.max(1) * 3600),
+            },
+        );
     st.audit("signin", json!({"token_id": rec.id, "org": rec.org}));
     let mut r = Redirect::to("/").into_response();
-    let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", st.cfg.session_hours.max(1) * 3600);
+    let cookie = format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        st.cfg.session_hours.max(1) * 3600
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -215,7 +249,10 @@ pub async fn signin(
 
 pub async fn signout(State(st): State<Shared>, headers: HeaderMap) -> Response {
     if let Some(id) = cookie_value(&headers) {
-        st.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        st.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
     }
     let mut r = Redirect::to("/").into_response();
     r.headers_mut().insert(
@@ -228,8 +265,15 @@ pub async fn signout(State(st): State<Shared>, headers: HeaderMap) -> Response {
 pub async fn upload(State(st): State<Shared>, headers: HeaderMap, mut mp: Multipart) -> Response {
     let lang = language(&headers);
     let Some((_, csrf, rec)) = session(&st, &headers) else {
-        st.audit("auth_failure", json!({"route": "POST /upload", "reason": "no_session"}));
-        return (StatusCode::UNAUTHORIZED, Html(signin_page(lang, Some(t(lang, "expired"))))).into_response();
+        st.audit(
+            "auth_failure",
+            json!({"route": "POST /upload", "reason": "no_session"}),
+        );
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(signin_page(lang, Some(t(lang, "expired")))),
+        )
+            .into_response();
     };
     let org = rec.org.clone().unwrap_or_default();
     let mut fields: HashMap<String, String> = HashMap::new();
@@ -239,7 +283,10 @@ pub async fn upload(State(st): State<Shared>, headers: HeaderMap, mut mp: Multip
         if name == "file" {
             // The form puts the file last: the CSRF value, type and format are known here.
             if fields.get("csrf") != Some(&csrf) {
-                st.audit("denied", json!({"route": "POST /upload", "token_id": rec.id, "reason": "csrf"}));
+                st.audit(
+                    "denied",
+                    json!({"route": "POST /upload", "token_id": rec.id, "reason": "csrf"}),
+                );
                 return (StatusCode::FORBIDDEN, "forbidden").into_response();
             }
             let req = UploadRequest {
@@ -259,7 +306,11 @@ pub async fn upload(State(st): State<Shared>, headers: HeaderMap, mut mp: Multip
         }
     }
     let Some(result) = result else {
-        return (StatusCode::BAD_REQUEST, Html(main_page(&st, lang, &csrf, &rec, Some(Err("no file"))))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(main_page(&st, lang, &csrf, &rec, Some(Err("no file")))),
+        )
+            .into_response();
     };
     st.audit_upload(&rec, "page", &result);
     let status = match &result {
@@ -270,7 +321,13 @@ pub async fn upload(State(st): State<Shared>, headers: HeaderMap, mut mp: Multip
     (status, Html(main_page(&st, lang, &csrf, &rec, Some(shown)))).into_response()
 }
 
-fn main_page(st: &Shared, lang: Lang, csrf: &str, rec: &TokenRecord, receipt: Option<Result<&Receipt, &str>>) -> String {
+fn main_page(
+    st: &Shared,
+    lang: Lang,
+    csrf: &str,
+    rec: &TokenRecord,
+    receipt: Option<Result<&Receipt, &str>>,
+) -> String {
     let org = rec.org.clone().unwrap_or_default();
     let org_name = st
         .ctx

@@ -116,7 +116,11 @@ impl TokenStore {
     }
 
     /// Makes a token; returns it (to be shown once) and its record.
-    pub fn create(&self, role: Role, org: Option<&str>) -> Result<(String, TokenRecord), TokenError> {
+    pub fn create(
+        &self,
+        role: Role,
+        org: Option<&str>,
+    ) -> Result<(String, TokenRecord), TokenError> {
         if (role == Role::Partner) != org.is_some() {
             return Err(TokenError::Usage(
                 "a partner token needs --org, and only a partner token takes one".into(),
@@ -145,7 +149,10 @@ impl TokenStore {
     pub fn revoke(&self, id: &str) -> Result<bool, TokenError> {
         let mut all = self.load()?;
         let mut found = false;
-        for r in all.iter_mut().filter(|r| r.id == id && r.revoked_at.is_none()) {
+        for r in all
+            .iter_mut()
+            .filter(|r| r.id == id && r.revoked_at.is_none())
+        {
             r.revoked_at =
                 Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
             found = true;
@@ -189,7 +196,10 @@ mod tests {
         let (token, rec) = store.create(Role::Partner, Some("LT-NGO-01")).unwrap();
         assert!(token.len() >= 4 + 64, "256 bits in hex");
         let text = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
-        assert!(!text.contains(&token[4..]), "the token itself is never stored");
+        assert!(
+            !text.contains(&token[4..]),
+            "the token itself is never stored"
+        );
         assert_eq!(store.verify(&token).unwrap().unwrap().id, rec.id);
         assert!(store.verify("tip_0000").unwrap().is_none());
         assert!(store.revoke(&rec.id).unwrap());

@@ -22,7 +22,11 @@ struct Fake {
 }
 
 impl Runner for Fake {
-    fn run<'a>(&'a self, job: &'a Job, slot: DateTime<Utc>) -> BoxFuture<'a, Result<String, String>> {
+    fn run<'a>(
+        &'a self,
+        job: &'a Job,
+        slot: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<String, String>> {
         Box::pin(async move {
             self.ran
                 .lock()
@@ -63,7 +67,9 @@ async fn jobs_run_when_due_once_after_downtime_and_again_after_a_crash() {
     let slot = |s: &str| t(s).to_rfc3339();
 
     // First start: each job runs once, for its latest slot.
-    tick(&ctx.lake, &jobs, t("2025-04-03T01:00:00Z"), &fake).await.unwrap();
+    tick(&ctx.lake, &jobs, t("2025-04-03T01:00:00Z"), &fake)
+        .await
+        .unwrap();
     assert_eq!(
         fake.take(),
         vec![
@@ -72,16 +78,30 @@ async fn jobs_run_when_due_once_after_downtime_and_again_after_a_crash() {
         ]
     );
     // Not due: nothing new since.
-    tick(&ctx.lake, &jobs, t("2025-04-03T01:20:00Z"), &fake).await.unwrap();
+    tick(&ctx.lake, &jobs, t("2025-04-03T01:20:00Z"), &fake)
+        .await
+        .unwrap();
     assert!(fake.take().is_empty());
     // Due: the daily job at 01:30, the monthly one at 02:00.
-    tick(&ctx.lake, &jobs, t("2025-04-03T01:45:00Z"), &fake).await.unwrap();
-    assert_eq!(fake.take(), vec![("pipeline:daily".into(), slot("2025-04-03T01:30:00Z"))]);
-    tick(&ctx.lake, &jobs, t("2025-04-03T02:00:00Z"), &fake).await.unwrap();
-    assert_eq!(fake.take(), vec![("extract:monthly".into(), slot("2025-04-03T02:00:00Z"))]);
+    tick(&ctx.lake, &jobs, t("2025-04-03T01:45:00Z"), &fake)
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.take(),
+        vec![("pipeline:daily".into(), slot("2025-04-03T01:30:00Z"))]
+    );
+    tick(&ctx.lake, &jobs, t("2025-04-03T02:00:00Z"), &fake)
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.take(),
+        vec![("extract:monthly".into(), slot("2025-04-03T02:00:00Z"))]
+    );
 
     // Three months down: each job runs once, for its latest missed slot; then not again.
-    tick(&ctx.lake, &jobs, t("2025-07-10T12:00:00Z"), &fake).await.unwrap();
+    tick(&ctx.lake, &jobs, t("2025-07-10T12:00:00Z"), &fake)
+        .await
+        .unwrap();
     assert_eq!(
         fake.take(),
         vec![
@@ -89,7 +109,9 @@ async fn jobs_run_when_due_once_after_downtime_and_again_after_a_crash() {
             ("pipeline:daily".into(), slot("2025-07-10T01:30:00Z")),
         ]
     );
-    tick(&ctx.lake, &jobs, t("2025-07-10T12:01:00Z"), &fake).await.unwrap();
+    tick(&ctx.lake, &jobs, t("2025-07-10T12:01:00Z"), &fake)
+        .await
+        .unwrap();
     assert!(fake.take().is_empty());
 
     // A run that started and never finished (the process died) is retried at the next tick.
@@ -104,17 +126,29 @@ async fn jobs_run_when_due_once_after_downtime_and_again_after_a_crash() {
         })
         .await
         .unwrap();
-    tick(&ctx.lake, &jobs[..1], t("2025-08-03T02:10:00Z"), &fake).await.unwrap();
-    assert_eq!(fake.take(), vec![("extract:monthly".into(), slot("2025-08-03T02:00:00Z"))]);
-    tick(&ctx.lake, &jobs[..1], t("2025-08-03T02:11:00Z"), &fake).await.unwrap();
+    tick(&ctx.lake, &jobs[..1], t("2025-08-03T02:10:00Z"), &fake)
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.take(),
+        vec![("extract:monthly".into(), slot("2025-08-03T02:00:00Z"))]
+    );
+    tick(&ctx.lake, &jobs[..1], t("2025-08-03T02:11:00Z"), &fake)
+        .await
+        .unwrap();
     assert!(fake.take().is_empty(), "succeeded: not run again");
 
     // A job that keeps failing is retried, then given up after MAX_ATTEMPTS starts.
     *fake.fail.lock().unwrap() = true;
     for minute in 0..(MAX_ATTEMPTS + 2) {
-        tick(&ctx.lake, &jobs[..1], t(&format!("2025-09-03T02:{minute:02}:00Z")), &fake)
-            .await
-            .unwrap();
+        tick(
+            &ctx.lake,
+            &jobs[..1],
+            t(&format!("2025-09-03T02:{minute:02}:00Z")),
+            &fake,
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(fake.take().len(), MAX_ATTEMPTS);
     let events = state.events().await.unwrap();
@@ -123,7 +157,10 @@ async fn jobs_run_when_due_once_after_downtime_and_again_after_a_crash() {
         .filter(|e| e.slot == "2025-09-03T02:00:00Z" && e.event == "failed")
         .collect();
     assert_eq!(failed.len(), MAX_ATTEMPTS);
-    assert_eq!(failed[0].message.as_deref(), Some("the partner server did not answer"));
+    assert_eq!(
+        failed[0].message.as_deref(),
+        Some("the partner server did not answer")
+    );
 }
 
 #[test]
@@ -133,18 +170,39 @@ fn schedule_once_produces_the_due_extract() {
     let cfg = cfg.to_str().unwrap();
     let o = env.tip(&["--config", cfg, "ingest"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = env.tip(&["--config", cfg, "schedule", "--once", "--now", "2025-04-03T02:05:00Z"]);
+    let o = env.tip(&[
+        "--config",
+        cfg,
+        "schedule",
+        "--once",
+        "--now",
+        "2025-04-03T02:05:00Z",
+    ]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let log = stdout(&o);
     assert!(
         log.contains("extract:regional-monthly slot 2025-04-03T02:00:00Z succeeded"),
         "{log}"
     );
-    let dir = env.path("extracts").join("regional-monthly").join("2025-03");
+    let dir = env
+        .path("extracts")
+        .join("regional-monthly")
+        .join("2025-03");
     assert!(dir.join("manifest.json").exists(), "{log}");
     assert!(dir.join("regional-monthly-2025-03.html").exists());
     // The same time again: nothing is due.
-    let o = env.tip(&["--config", cfg, "schedule", "--once", "--now", "2025-04-03T02:06:00Z"]);
+    let o = env.tip(&[
+        "--config",
+        cfg,
+        "schedule",
+        "--once",
+        "--now",
+        "2025-04-03T02:06:00Z",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!stdout(&o).contains("extract:regional-monthly"), "{}", stdout(&o));
+    assert!(
+        !stdout(&o).contains("extract:regional-monthly"),
+        "{}",
+        stdout(&o)
+    );
 }

@@ -27,11 +27,23 @@ impl Drop for Server {
 fn config(env: &Env) -> PathBuf {
     let mut text = std::fs::read_to_string(repo().join("pipelines/tip.toml")).unwrap();
     for (from, to) in [
-        ("tokens = \".tip/tokens.json\"", format!("tokens = {:?}", env.path("tokens.json"))),
-        ("inbox = \".tip/uploads\"", format!("inbox = {:?}", env.path("uploads"))),
-        ("log = \".tip/audit.log\"", format!("log = {:?}", env.path("audit.log"))),
+        (
+            "tokens = \".tip/tokens.json\"",
+            format!("tokens = {:?}", env.path("tokens.json")),
+        ),
+        (
+            "inbox = \".tip/uploads\"",
+            format!("inbox = {:?}", env.path("uploads")),
+        ),
+        (
+            "log = \".tip/audit.log\"",
+            format!("log = {:?}", env.path("audit.log")),
+        ),
         ("max_upload_mib = 100", "max_upload_mib = 1".to_string()),
-        ("max_decompressed_mib = 1024", "max_decompressed_mib = 2".to_string()),
+        (
+            "max_decompressed_mib = 1024",
+            "max_decompressed_mib = 2".to_string(),
+        ),
     ] {
         assert!(text.contains(from), "{from}");
         text = text.replace(from, &to);
@@ -46,8 +58,19 @@ fn start(env: &Env) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tip"))
         .current_dir(repo())
         .env_remove("TIP_KEY")
-        .args(["--config", cfg.to_str().unwrap(), "--lake", env.lake.to_str().unwrap()])
-        .args(["--key-file", env.key.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--lake",
+            env.lake.to_str().unwrap(),
+        ])
+        .args([
+            "--key-file",
+            env.key.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -65,7 +88,14 @@ fn start(env: &Env) -> Server {
 }
 
 fn token(env: &Env, cfg: &Path, role: &str, org: Option<&str>) -> String {
-    let mut args = vec!["--config", cfg.to_str().unwrap(), "token", "new", "--role", role];
+    let mut args = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "token",
+        "new",
+        "--role",
+        role,
+    ];
     if let Some(o) = org {
         args.extend(["--org", o]);
     }
@@ -92,7 +122,14 @@ impl Reply {
 }
 
 /// One HTTP/1.1 exchange. `body` None sends the headers only (with `length` declared).
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>, length: Option<usize>) -> Reply {
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    length: Option<usize>,
+) -> Reply {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -113,7 +150,12 @@ fn read_reply(s: &mut TcpStream) -> Reply {
     let mut r = BufReader::new(s);
     let mut status_line = String::new();
     r.read_line(&mut status_line).expect("a response");
-    let status: u16 = status_line.split_whitespace().nth(1).expect("status").parse().unwrap();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .expect("status")
+        .parse()
+        .unwrap();
     let mut headers = HashMap::new();
     loop {
         let mut l = String::new();
@@ -129,7 +171,10 @@ fn read_reply(s: &mut TcpStream) -> Reply {
     if let Some(n) = headers.get("content-length") {
         body.resize(n.parse().unwrap(), 0);
         r.read_exact(&mut body).unwrap();
-    } else if headers.get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+    } else if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
         loop {
             let mut size = String::new();
             r.read_line(&mut size).unwrap();
@@ -142,7 +187,11 @@ fn read_reply(s: &mut TcpStream) -> Reply {
             body.extend_from_slice(&chunk[..n]);
         }
     }
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn bearer(t: &str) -> String {
@@ -160,7 +209,12 @@ fn cases_csv() -> String {
 }
 
 fn ledger_rows(s: &Server, analyst: &str) -> u64 {
-    let r = sql(s, analyst, "SELECT count(*) AS n FROM submissions", "application/json");
+    let r = sql(
+        s,
+        analyst,
+        "SELECT count(*) AS n FROM submissions",
+        "application/json",
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()[0]["n"].as_u64().unwrap()
 }
@@ -171,7 +225,11 @@ fn sql(s: &Server, t: &str, q: &str, accept: &str) -> Reply {
         &s.addr,
         "POST",
         "/api/v1/sql",
-        &[("Authorization", &bearer(t)), ("Content-Type", "application/json"), ("Accept", accept)],
+        &[
+            ("Authorization", &bearer(t)),
+            ("Content-Type", "application/json"),
+            ("Accept", accept),
+        ],
         Some(&body),
         None,
     )
@@ -179,7 +237,11 @@ fn sql(s: &Server, t: &str, q: &str, accept: &str) -> Reply {
 
 fn inbox_files(env: &Env) -> Vec<PathBuf> {
     let d = env.path("uploads");
-    if d.exists() { all_files(&d) } else { Vec::new() }
+    if d.exists() {
+        all_files(&d)
+    } else {
+        Vec::new()
+    }
 }
 
 #[test]
@@ -195,11 +257,21 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
         assert!(!tokens_file.contains(&t[4..]), "a token stored in clear");
     }
 
-    assert_eq!(http(&s.addr, "GET", "/healthz", &[], None, None).status, 200);
+    assert_eq!(
+        http(&s.addr, "GET", "/healthz", &[], None, None).status,
+        200
+    );
 
     // No token, a wrong token: 401 at once, without the server waiting for the 50 MB body.
     let started = std::time::Instant::now();
-    let r = http(&s.addr, "POST", "/api/v1/uploads?type=case&format=csv", &[], None, Some(50_000_000));
+    let r = http(
+        &s.addr,
+        "POST",
+        "/api/v1/uploads?type=case&format=csv",
+        &[],
+        None,
+        Some(50_000_000),
+    );
     assert_eq!(r.status, 401);
     assert!(r.headers.contains_key("www-authenticate"));
     let r = http(
@@ -231,13 +303,20 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
     assert_eq!(receipt["quarantined"][0]["row"], 4);
     assert_eq!(receipt["quarantined"][0]["field"], "registered_on");
     assert_eq!(receipt["original_name"], "passwd");
-    for n in NAMES.iter().chain(["2011-05-17", "2010-09-30", "2025-13-12"].iter()) {
+    for n in NAMES
+        .iter()
+        .chain(["2011-05-17", "2010-09-30", "2025-13-12"].iter())
+    {
         assert!(!r.text().contains(n), "the receipt repeats {n}");
     }
     let upload_id = receipt["upload_id"].as_str().unwrap().to_string();
     // The raw file is gone; only receipts remain, inside the partner's own inbox.
     for f in inbox_files(&env) {
-        assert!(f.starts_with(env.path("uploads").join("LT-NGO-01")), "{}", f.display());
+        assert!(
+            f.starts_with(env.path("uploads").join("LT-NGO-01")),
+            "{}",
+            f.display()
+        );
         assert_eq!(f.extension().unwrap(), "json", "{}", f.display());
     }
 
@@ -255,14 +334,50 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
     }
 
     // A sees its upload; B sees none of A's and cannot read it by id.
-    let r = http(&s.addr, "GET", "/api/v1/uploads", &[("Authorization", &bearer(&a))], None, None);
+    let r = http(
+        &s.addr,
+        "GET",
+        "/api/v1/uploads",
+        &[("Authorization", &bearer(&a))],
+        None,
+        None,
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.json().as_array().unwrap().len(), 1);
-    let r = http(&s.addr, "GET", "/api/v1/uploads", &[("Authorization", &bearer(&b))], None, None);
+    let r = http(
+        &s.addr,
+        "GET",
+        "/api/v1/uploads",
+        &[("Authorization", &bearer(&b))],
+        None,
+        None,
+    );
     assert_eq!(r.json().as_array().unwrap().len(), 0);
     let own = format!("/api/v1/uploads/{upload_id}");
-    assert_eq!(http(&s.addr, "GET", &own, &[("Authorization", &bearer(&a))], None, None).status, 200);
-    assert_eq!(http(&s.addr, "GET", &own, &[("Authorization", &bearer(&b))], None, None).status, 404);
+    assert_eq!(
+        http(
+            &s.addr,
+            "GET",
+            &own,
+            &[("Authorization", &bearer(&a))],
+            None,
+            None
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        http(
+            &s.addr,
+            "GET",
+            &own,
+            &[("Authorization", &bearer(&b))],
+            None,
+            None
+        )
+        .status,
+        404
+    );
     // Partners do not query; analysts do not upload.
     assert_eq!(sql(&s, &a, "SELECT 1", "application/json").status, 403);
     let r = http(
@@ -280,10 +395,17 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
     let r = sql(&s, &analyst, q, "text/csv");
     assert_eq!(r.status, 200);
     assert!(r.headers["content-type"].starts_with("text/csv"));
-    assert_eq!(r.text().lines().collect::<Vec<_>>(), vec!["reporting_country,n", "LT,2"]);
+    assert_eq!(
+        r.text().lines().collect::<Vec<_>>(),
+        vec!["reporting_country,n", "LT,2"]
+    );
     let r = sql(&s, &analyst, q, "application/vnd.apache.arrow.stream");
     assert_eq!(r.status, 200);
-    assert_eq!(&r.body[..4], &[0xff, 0xff, 0xff, 0xff], "an Arrow IPC stream");
+    assert_eq!(
+        &r.body[..4],
+        &[0xff, 0xff, 0xff, 0xff],
+        "an Arrow IPC stream"
+    );
     for bad in [
         "COPY (SELECT * FROM cases) TO '/tmp/out.csv'",
         "CREATE TABLE t AS SELECT * FROM cases",
@@ -309,7 +431,8 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
     );
     assert_eq!(r.status, 413);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(csv.lines().next().unwrap().as_bytes()).unwrap();
+    gz.write_all(csv.lines().next().unwrap().as_bytes())
+        .unwrap();
     gz.write_all(b"\n").unwrap();
     gz.write_all(&vec![b'0'; 20 * 1024 * 1024]).unwrap();
     let bomb = gz.finish().unwrap();
@@ -332,11 +455,20 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
         None,
     );
     assert_eq!(r.status, 415);
-    assert_eq!(inbox_files(&env), inbox_before, "a refused upload left a file");
+    assert_eq!(
+        inbox_files(&env),
+        inbox_before,
+        "a refused upload left a file"
+    );
     assert_eq!(ledger_rows(&s, &analyst), ledger_before);
     // A gzip upload within the limits goes through.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(csv.replace("UP-", "GZ-").replace("2025-03-", "2025-04-").as_bytes()).unwrap();
+    gz.write_all(
+        csv.replace("UP-", "GZ-")
+            .replace("2025-03-", "2025-04-")
+            .as_bytes(),
+    )
+    .unwrap();
     let r = http(
         &s.addr,
         "POST",
@@ -348,24 +480,67 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
     assert_eq!(r.status, 201, "{}", r.text());
 
     // Tokens: only admins manage them; a revocation is effective at the next request.
-    let r = http(&s.addr, "GET", "/api/v1/tokens", &[("Authorization", &bearer(&analyst))], None, None);
+    let r = http(
+        &s.addr,
+        "GET",
+        "/api/v1/tokens",
+        &[("Authorization", &bearer(&analyst))],
+        None,
+        None,
+    );
     assert_eq!(r.status, 403);
-    let r = http(&s.addr, "GET", "/api/v1/tokens", &[("Authorization", &bearer(&admin))], None, None);
+    let r = http(
+        &s.addr,
+        "GET",
+        "/api/v1/tokens",
+        &[("Authorization", &bearer(&admin))],
+        None,
+        None,
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.json().as_array().unwrap().len(), 4);
     assert!(!r.text().contains("sha256"));
-    let b_id = r.json().as_array().unwrap()[1]["id"].as_str().unwrap().to_string();
-    let o = env.tip(&["--config", s.cfg.to_str().unwrap(), "token", "revoke", &b_id]);
+    let b_id = r.json().as_array().unwrap()[1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = env.tip(&[
+        "--config",
+        s.cfg.to_str().unwrap(),
+        "token",
+        "revoke",
+        &b_id,
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let r = http(&s.addr, "GET", "/api/v1/uploads", &[("Authorization", &bearer(&b))], None, None);
+    let r = http(
+        &s.addr,
+        "GET",
+        "/api/v1/uploads",
+        &[("Authorization", &bearer(&b))],
+        None,
+        None,
+    );
     assert_eq!(r.status, 401, "revoked without a restart");
 
     // The audit log: every kind of event, one JSON object per line, no name, no token.
     let log = std::fs::read_to_string(env.path("audit.log")).unwrap();
-    let events: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let kinds: std::collections::BTreeSet<&str> =
-        events.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    for k in ["auth_failure", "denied", "upload_accepted", "upload_rejected", "sql", "token_created", "token_revoked"] {
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: std::collections::BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for k in [
+        "auth_failure",
+        "denied",
+        "upload_accepted",
+        "upload_rejected",
+        "sql",
+        "token_created",
+        "token_revoked",
+    ] {
         assert!(kinds.contains(k), "no {k} event in {kinds:?}");
     }
     for n in NAMES {
@@ -374,8 +549,14 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
     for t in [&a, &b, &analyst, &admin] {
         assert!(!log.contains(&t[4..]), "the audit log holds a token");
     }
-    assert!(!log.contains("SELECT"), "SQL text in the audit log (only its hash belongs there)");
-    let sql_event = events.iter().find(|e| e["event"] == "sql" && e["status"] == "ok").unwrap();
+    assert!(
+        !log.contains("SELECT"),
+        "SQL text in the audit log (only its hash belongs there)"
+    );
+    let sql_event = events
+        .iter()
+        .find(|e| e["event"] == "sql" && e["status"] == "ok")
+        .unwrap();
     assert_eq!(sql_event["role"], "analyst");
     assert_eq!(sql_event["sql_sha256"].as_str().unwrap().len(), 64);
 }
@@ -386,9 +567,27 @@ fn the_upload_page_works_in_a_real_browser() {
     let s = start(&env);
     let a = token(&env, &s.cfg, "partner", Some("LT-NGO-01"));
     // Lithuanian for a browser that prefers it, English otherwise.
-    let r = http(&s.addr, "GET", "/", &[("Accept-Language", "lt-LT,lt;q=0.9,en;q=0.5")], None, None);
-    assert!(r.text().contains("<html lang=\"lt\">") && r.text().contains("Prisijungti"), "{}", r.text());
-    let r = http(&s.addr, "GET", "/", &[("Accept-Language", "en-GB,en;q=0.9")], None, None);
+    let r = http(
+        &s.addr,
+        "GET",
+        "/",
+        &[("Accept-Language", "lt-LT,lt;q=0.9,en;q=0.5")],
+        None,
+        None,
+    );
+    assert!(
+        r.text().contains("<html lang=\"lt\">") && r.text().contains("Prisijungti"),
+        "{}",
+        r.text()
+    );
+    let r = http(
+        &s.addr,
+        "GET",
+        "/",
+        &[("Accept-Language", "en-GB,en;q=0.9")],
+        None,
+        None,
+    );
     assert!(r.text().contains("<html lang=\"en\">") && r.text().contains("Sign in"));
     assert!(r.headers["content-security-policy"].contains("default-src 'none'"));
 
@@ -416,15 +615,28 @@ fn the_upload_page_works_in_a_real_browser() {
     let seen: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(seen["lang"], "lt", "{seen}");
     let receipt = seen["receipt"].as_str().unwrap();
-    assert!(receipt.contains("Kvitas") && receipt.contains("išsaugota"), "{receipt}");
+    assert!(
+        receipt.contains("Kvitas") && receipt.contains("išsaugota"),
+        "{receipt}"
+    );
     assert!(receipt.contains("march-cases.csv"), "{receipt}");
-    assert!(receipt.contains("registered_on"), "the set-aside row is explained: {receipt}");
+    assert!(
+        receipt.contains("registered_on"),
+        "the set-aside row is explained: {receipt}"
+    );
     for n in NAMES {
         assert!(!receipt.contains(n), "the receipt shows {n}");
     }
     assert_eq!(seen["history"].as_array().unwrap().len(), 1, "{seen}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 5_000);
     // A page without its sign-in cannot upload.
-    let r = http(&s.addr, "POST", "/upload", &[("Content-Type", "multipart/form-data; boundary=x")], Some(b"--x--\r\n"), None);
+    let r = http(
+        &s.addr,
+        "POST",
+        "/upload",
+        &[("Content-Type", "multipart/form-data; boundary=x")],
+        Some(b"--x--\r\n"),
+        None,
+    );
     assert_eq!(r.status, 401);
 }
