@@ -101,6 +101,7 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "history" => ("Earlier submissions", "Ankstesni pateikimai"),
         "received" => ("Received", "Gauta"),
         "name" => ("File name", "Failo pavadinimas"),
+        "submission" => ("Submission", "Pateikimas"),
         "none" => ("None yet.", "Kol kas nėra."),
         "refused" => ("The upload was refused", "Įkėlimas atmestas"),
         "expired" => ("Please sign in again.", "Prisijunkite iš naujo."),
@@ -403,7 +404,7 @@ fn main_page(
 
 fn receipt_box(lang: Lang, r: &Receipt) -> String {
     let mut b = format!(
-        "<div id=\"receipt\" class=\"box{}\" role=\"status\"><h2>{}</h2><p>{}: <strong>{}</strong><br>{}: {}<br>{}: {}<br>{}: {}<br>submission: <code>{}</code></p>",
+        "<div id=\"receipt\" class=\"box{}\" role=\"status\"><h2>{}</h2><p>{}: <strong>{}</strong><br>{}: {}<br>{}: {}<br>{}: {}<br>{}: <code>{}</code></p>",
         if r.status == "rejected" { " err" } else { "" },
         t(lang, "receipt"),
         t(lang, "status"),
@@ -414,6 +415,7 @@ fn receipt_box(lang: Lang, r: &Receipt) -> String {
         r.rows_accepted,
         t(lang, "quarantined"),
         r.rows_quarantined,
+        t(lang, "submission"),
         escape(r.submission_id.as_deref().unwrap_or(&r.upload_id))
     );
     if let Some(reason) = &r.reason {
