@@ -877,9 +877,8 @@ fn xlsx_bytes(def: &ExtractDef, month: &str, tables: &[TableOut]) -> Result<Vec<
     }
     for (n, t) in tables.iter().enumerate() {
         let ws = wb.add_worksheet();
-        let mut sheet: String = t.name.chars().take(28).collect();
-        sheet = format!("{}{}", n + 1, sheet.chars().take(30).collect::<String>());
-        let sheet: String = sheet
+        // Sheet names: at most 31 characters, some characters forbidden, unique by number.
+        let sheet: String = format!("{} {}", n + 1, t.name)
             .chars()
             .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
             .take(31)

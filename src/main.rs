@@ -507,7 +507,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut failed = false;
             loop {
                 let at = fixed.unwrap_or_else(chrono::Utc::now);
-                for e in tip::schedule::tick(&ctx.lake, &jobs, at, &runner).await? {
+                let events = match tip::schedule::tick(&ctx.lake, &jobs, at, &runner).await {
+                    Ok(e) => e,
+                    // A long-running scheduler reports a lake it cannot reach and tries again
+                    // at the next minute; a single round fails.
+                    Err(e) if !*once && fixed.is_none() => {
+                        eprintln!(
+                            "tip schedule: {}; retrying next minute",
+                            e.to_string().replace('\n', " ")
+                        );
+                        Vec::new()
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                for e in events {
                     failed |= e.event == "failed";
                     println!(
                         "{} {} slot {} {}{}",
