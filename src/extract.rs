@@ -907,6 +907,26 @@ fn xlsx_bytes(def: &ExtractDef, month: &str, tables: &[TableOut]) -> Result<Vec<
     wb.save_to_buffer().map_err(|e| err(&e))
 }
 
+impl Manifest {
+    /// The audit-log line of an extract produced: which, when, from which lake version, the
+    /// SHA-256 of each file. `by` is `cli` or `schedule`.
+    pub fn record(
+        &self,
+        log: &crate::audit::AuditLog,
+        by: &str,
+        reproduced: bool,
+    ) -> std::io::Result<()> {
+        log.record(
+            "extract",
+            serde_json::json!({
+                "by": by, "extract": self.extract, "month": self.month,
+                "lake_version": self.lake_version, "reproduced": reproduced,
+                "files": self.files.iter().map(|(k, v)| (k.clone(), v.sha256.clone())).collect::<BTreeMap<_, _>>(),
+            }),
+        )
+    }
+}
+
 /// `tip extract`: builds and writes one extract; with `reproduce`, from the lake version and
 /// definition a manifest records, and checks that every file is byte-identical.
 pub async fn run(

@@ -452,13 +452,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     manifest.as_ref(),
                 )
                 .await?;
-                tip::audit::AuditLog::new(&ctx.config.resolve(&ctx.config.audit.log)).record(
-                    "extract",
-                    serde_json::json!({
-                        "by": "cli", "extract": def.name, "month": month,
-                        "lake_version": m.lake_version, "reproduced": manifest.is_some(),
-                        "files": m.files.iter().map(|(k, v)| (k.clone(), v.sha256.clone())).collect::<std::collections::BTreeMap<_, _>>(),
-                    }),
+                m.record(
+                    &tip::audit::AuditLog::new(&ctx.config.resolve(&ctx.config.audit.log)),
+                    "cli",
+                    manifest.is_some(),
                 )?;
                 println!(
                     "extract {} for {month} (lake version {}): {} files in {}{}",

@@ -399,15 +399,10 @@ impl Runner for ContextRunner<'_> {
                     )
                     .await
                     .map_err(|e| e.to_string())?;
-                    crate::audit::AuditLog::new(&self.ctx.config.resolve(&self.ctx.config.audit.log))
-                        .record(
-                            "extract",
-                            serde_json::json!({
-                                "by": "schedule", "extract": name, "month": month,
-                                "lake_version": m.lake_version,
-                                "files": m.files.iter().map(|(k, v)| (k.clone(), v.sha256.clone())).collect::<BTreeMap<_, _>>(),
-                            }),
-                        )
+                    let log = crate::audit::AuditLog::new(
+                        &self.ctx.config.resolve(&self.ctx.config.audit.log),
+                    );
+                    m.record(&log, "schedule", false)
                         .map_err(|e| format!("audit log: {e}"))?;
                     Ok(format!(
                         "{month}: {} files in {}",

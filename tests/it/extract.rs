@@ -46,6 +46,30 @@ fn busiest_month(env: &Env) -> String {
         .to_string()
 }
 
+/// `tip extract --name regional-monthly --month MONTH --out OUT [more]`, which must succeed.
+fn extract(env: &Env, cfg: &str, month: &str, out: &Path, more: &[&str]) {
+    let mut args = vec![
+        "--config",
+        cfg,
+        "extract",
+        "--month",
+        month,
+        "--name",
+        "regional-monthly",
+    ];
+    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend_from_slice(more);
+    let o = env.tip(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn cases_in(env: &Env, cfg: &str, month: &str) -> u64 {
+    let sql = format!("SELECT count(*) FROM cases WHERE period = '{month}'");
+    let o = env.tip(&["--config", cfg, "query", "--format", "csv", &sql]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
 fn sha256(p: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
@@ -84,18 +108,7 @@ fn monthly_extract_is_protected_complete_and_reproducible() {
     assert!(o.status.success(), "{}", stderr(&o));
     let month = busiest_month(&env);
     let out = env.path("first");
-    let o = env.tip(&[
-        "--config",
-        cfg,
-        "extract",
-        "--month",
-        &month,
-        "--name",
-        "regional-monthly",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    extract(&env, cfg, &month, &out, &[]);
 
     // Four formats and the manifest, each file's hash recorded.
     let stem = format!("regional-monthly-{month}");
@@ -190,15 +203,7 @@ fn monthly_extract_is_protected_complete_and_reproducible() {
     // New data for the same month arrives (from a partner that had sent no cases: a partner's
     // resubmission would replace its month); the reproduction is byte-identical all the same.
     let extra = env.path("late.csv");
-    let o = env.tip(&[
-        "--config",
-        cfg,
-        "query",
-        "--format",
-        "csv",
-        &format!("SELECT count(*) FROM cases WHERE period = '{month}'"),
-    ]);
-    let before: u64 = stdout(&o).lines().nth(1).unwrap().trim().parse().unwrap();
+    let before = cases_in(&env, cfg, &month);
     std::fs::write(
         &extra,
         format!(
@@ -210,31 +215,16 @@ fn monthly_extract_is_protected_complete_and_reproducible() {
     .unwrap();
     let o = env.load_on(&env.lake, "EE-SVC-01", "case", &extra);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = env.tip(&[
-        "--config",
-        cfg,
-        "query",
-        "--format",
-        "csv",
-        &format!("SELECT count(*) FROM cases WHERE period = '{month}'"),
-    ]);
-    let after: u64 = stdout(&o).lines().nth(1).unwrap().trim().parse().unwrap();
+    let after = cases_in(&env, cfg, &month);
     assert!(after > before, "the late file added cases to {month}");
     let again = env.path("again");
-    let o = env.tip(&[
-        "--config",
+    extract(
+        &env,
         cfg,
-        "extract",
-        "--month",
         &month,
-        "--name",
-        "regional-monthly",
-        "--out",
-        again.to_str().unwrap(),
-        "--reproduce",
-        out.join("manifest.json").to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+        &again,
+        &["--reproduce", out.join("manifest.json").to_str().unwrap()],
+    );
     for ext in ["csv", "xlsx", "parquet", "html"] {
         let name = format!("{stem}.{ext}");
         assert_eq!(
@@ -245,18 +235,7 @@ fn monthly_extract_is_protected_complete_and_reproducible() {
     }
     // A fresh extract sees the late data: a later lake version.
     let latest = env.path("latest");
-    let o = env.tip(&[
-        "--config",
-        cfg,
-        "extract",
-        "--month",
-        &month,
-        "--name",
-        "regional-monthly",
-        "--out",
-        latest.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    extract(&env, cfg, &month, &latest, &[]);
     let m2: serde_json::Value =
         serde_json::from_slice(&std::fs::read(latest.join("manifest.json")).unwrap()).unwrap();
     assert!(m2["lake_version"].as_i64() > manifest["lake_version"].as_i64());

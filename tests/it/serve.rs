@@ -198,6 +198,25 @@ fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 
+fn get(s: &Server, path: &str, token: &str) -> Reply {
+    http(
+        &s.addr,
+        "GET",
+        path,
+        &[("Authorization", &bearer(token))],
+        None,
+        None,
+    )
+}
+
+/// POSTs `body` with the token and `headers`.
+fn post(s: &Server, path: &str, token: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let auth = bearer(token);
+    let mut all = vec![("Authorization", auth.as_str())];
+    all.extend_from_slice(headers);
+    http(&s.addr, "POST", path, &all, Some(body), None)
+}
+
 const NAMES: [&str; 4] = ["Gabrielė", "Kazlauskaitė", "Mantas", "Žukauskas"];
 
 fn cases_csv() -> String {
@@ -287,13 +306,12 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
 
     // Partner A uploads names and birth dates, pretending to be partner B, with a hostile name.
     let csv = cases_csv();
-    let r = http(
-        &s.addr,
-        "POST",
+    let r = post(
+        &s,
         "/api/v1/uploads?type=case&format=csv&partner=PL-CP-01&filename=..%2F..%2Fetc%2Fpasswd",
-        &[("Authorization", &bearer(&a)), ("Content-Type", "text/csv")],
-        Some(csv.as_bytes()),
-        None,
+        &a,
+        &[("Content-Type", "text/csv")],
+        csv.as_bytes(),
     );
     assert_eq!(r.status, 201, "{}", r.text());
     let receipt = r.json();
@@ -334,59 +352,22 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
     }
 
     // A sees its upload; B sees none of A's and cannot read it by id.
-    let r = http(
-        &s.addr,
-        "GET",
-        "/api/v1/uploads",
-        &[("Authorization", &bearer(&a))],
-        None,
-        None,
-    );
+    let r = get(&s, "/api/v1/uploads", &a);
     assert_eq!(r.status, 200);
     assert_eq!(r.json().as_array().unwrap().len(), 1);
-    let r = http(
-        &s.addr,
-        "GET",
-        "/api/v1/uploads",
-        &[("Authorization", &bearer(&b))],
-        None,
-        None,
-    );
+    let r = get(&s, "/api/v1/uploads", &b);
     assert_eq!(r.json().as_array().unwrap().len(), 0);
     let own = format!("/api/v1/uploads/{upload_id}");
-    assert_eq!(
-        http(
-            &s.addr,
-            "GET",
-            &own,
-            &[("Authorization", &bearer(&a))],
-            None,
-            None
-        )
-        .status,
-        200
-    );
-    assert_eq!(
-        http(
-            &s.addr,
-            "GET",
-            &own,
-            &[("Authorization", &bearer(&b))],
-            None,
-            None
-        )
-        .status,
-        404
-    );
+    assert_eq!(get(&s, &own, &a).status, 200);
+    assert_eq!(get(&s, &own, &b).status, 404);
     // Partners do not query; analysts do not upload.
     assert_eq!(sql(&s, &a, "SELECT 1", "application/json").status, 403);
-    let r = http(
-        &s.addr,
-        "POST",
+    let r = post(
+        &s,
         "/api/v1/uploads?type=case&format=csv",
-        &[("Authorization", &bearer(&analyst))],
-        Some(csv.as_bytes()),
-        None,
+        &analyst,
+        &[],
+        csv.as_bytes(),
     );
     assert_eq!(r.status, 403);
 
@@ -421,14 +402,7 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
     let ledger_before = ledger_rows(&s, &analyst);
     let inbox_before = inbox_files(&env);
     let big = vec![b'a'; 2 * 1024 * 1024];
-    let r = http(
-        &s.addr,
-        "POST",
-        "/api/v1/uploads?type=case&format=csv",
-        &[("Authorization", &bearer(&a))],
-        Some(&big),
-        None,
-    );
+    let r = post(&s, "/api/v1/uploads?type=case&format=csv", &a, &[], &big);
     assert_eq!(r.status, 413);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(csv.lines().next().unwrap().as_bytes())
@@ -437,23 +411,15 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
     gz.write_all(&vec![b'0'; 20 * 1024 * 1024]).unwrap();
     let bomb = gz.finish().unwrap();
     assert!(bomb.len() < 100 * 1024, "a bomb: {} bytes", bomb.len());
-    let r = http(
-        &s.addr,
-        "POST",
+    let r = post(
+        &s,
         "/api/v1/uploads?type=case&format=csv",
-        &[("Authorization", &bearer(&a)), ("Content-Encoding", "gzip")],
-        Some(&bomb),
-        None,
+        &a,
+        &[("Content-Encoding", "gzip")],
+        &bomb,
     );
     assert_eq!(r.status, 413, "{}", r.text());
-    let r = http(
-        &s.addr,
-        "POST",
-        "/api/v1/uploads?type=case&format=exe",
-        &[("Authorization", &bearer(&a))],
-        Some(b"MZ"),
-        None,
-    );
+    let r = post(&s, "/api/v1/uploads?type=case&format=exe", &a, &[], b"MZ");
     assert_eq!(r.status, 415);
     assert_eq!(
         inbox_files(&env),
@@ -469,34 +435,19 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
             .as_bytes(),
     )
     .unwrap();
-    let r = http(
-        &s.addr,
-        "POST",
+    let r = post(
+        &s,
         "/api/v1/uploads?type=case&format=csv",
-        &[("Authorization", &bearer(&a)), ("Content-Encoding", "gzip")],
-        Some(&gz.finish().unwrap()),
-        None,
+        &a,
+        &[("Content-Encoding", "gzip")],
+        &gz.finish().unwrap(),
     );
     assert_eq!(r.status, 201, "{}", r.text());
 
     // Tokens: only admins manage them; a revocation is effective at the next request.
-    let r = http(
-        &s.addr,
-        "GET",
-        "/api/v1/tokens",
-        &[("Authorization", &bearer(&analyst))],
-        None,
-        None,
-    );
+    let r = get(&s, "/api/v1/tokens", &analyst);
     assert_eq!(r.status, 403);
-    let r = http(
-        &s.addr,
-        "GET",
-        "/api/v1/tokens",
-        &[("Authorization", &bearer(&admin))],
-        None,
-        None,
-    );
+    let r = get(&s, "/api/v1/tokens", &admin);
     assert_eq!(r.status, 200);
     assert_eq!(r.json().as_array().unwrap().len(), 4);
     assert!(!r.text().contains("sha256"));
@@ -512,14 +463,7 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
         &b_id,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let r = http(
-        &s.addr,
-        "GET",
-        "/api/v1/uploads",
-        &[("Authorization", &bearer(&b))],
-        None,
-        None,
-    );
+    let r = get(&s, "/api/v1/uploads", &b);
     assert_eq!(r.status, 401, "revoked without a restart");
 
     // The audit log: every kind of event, one JSON object per line, no name, no token.
