@@ -182,6 +182,18 @@ pub fn authorise(st: &AppState, c: &Caller, role: Role, route: &str) -> Result<(
     ))
 }
 
+/// The caller, if authenticated (401 otherwise) and holding `role` (403 otherwise); both audited.
+pub fn allowed(
+    st: &AppState,
+    headers: &HeaderMap,
+    role: Role,
+    route: &str,
+) -> Result<Caller, Response> {
+    let caller = authenticate(st, headers, route)?;
+    authorise(st, &caller, role, route)?;
+    Ok(caller)
+}
+
 /// A client's file name as metadata: the last path component, letters, digits, `.-_ `
 /// only, at most 100 characters.
 pub fn sanitise_name(name: &str) -> String {
@@ -557,13 +569,10 @@ async fn api_upload(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let caller = match authenticate(&st, &headers, "POST /api/v1/uploads") {
+    let caller = match allowed(&st, &headers, Role::Partner, "POST /api/v1/uploads") {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = authorise(&st, &caller, Role::Partner, "POST /api/v1/uploads") {
-        return r;
-    }
     let Some(org) = caller.token.org.clone() else {
         return error(StatusCode::FORBIDDEN, "this token has no organisation");
     };
@@ -605,13 +614,10 @@ async fn api_upload(
 }
 
 async fn api_list(State(st): State<Shared>, headers: HeaderMap) -> Response {
-    let caller = match authenticate(&st, &headers, "GET /api/v1/uploads") {
+    let caller = match allowed(&st, &headers, Role::Partner, "GET /api/v1/uploads") {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = authorise(&st, &caller, Role::Partner, "GET /api/v1/uploads") {
-        return r;
-    }
     let org = caller.token.org.clone().unwrap_or_default();
     axum::Json(st.receipts(&org)).into_response()
 }
@@ -621,13 +627,10 @@ async fn api_get(
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticate(&st, &headers, "GET /api/v1/uploads/{id}") {
+    let caller = match allowed(&st, &headers, Role::Partner, "GET /api/v1/uploads/{id}") {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = authorise(&st, &caller, Role::Partner, "GET /api/v1/uploads/{id}") {
-        return r;
-    }
     let org = caller.token.org.clone().unwrap_or_default();
     // Only the caller's own inbox is looked in; another partner's id is simply not there.
     match st.receipts(&org).into_iter().find(|r| r.upload_id == id) {
@@ -643,13 +646,10 @@ struct SqlBody {
 
 async fn api_sql(State(st): State<Shared>, headers: HeaderMap, body: Body) -> Response {
     let route = "POST /api/v1/sql";
-    let caller = match authenticate(&st, &headers, route) {
+    let caller = match allowed(&st, &headers, Role::Analyst, route) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = authorise(&st, &caller, Role::Analyst, route) {
-        return r;
-    }
     let bytes = match axum::body::to_bytes(body, 1024 * 1024).await {
         Ok(b) => b,
         Err(_) => {
@@ -746,11 +746,7 @@ struct NewToken {
 }
 
 async fn api_tokens(State(st): State<Shared>, headers: HeaderMap) -> Response {
-    let caller = match authenticate(&st, &headers, "GET /api/v1/tokens") {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if let Err(r) = authorise(&st, &caller, Role::Admin, "GET /api/v1/tokens") {
+    if let Err(r) = allowed(&st, &headers, Role::Admin, "GET /api/v1/tokens") {
         return r;
     }
     match st.tokens.load() {
@@ -765,13 +761,10 @@ async fn api_tokens(State(st): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 async fn api_token_new(State(st): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let caller = match authenticate(&st, &headers, "POST /api/v1/tokens") {
+    let caller = match allowed(&st, &headers, Role::Admin, "POST /api/v1/tokens") {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = authorise(&st, &caller, Role::Admin, "POST /api/v1/tokens") {
-        return r;
-    }
     let Ok(req) = serde_json::from_slice::<NewToken>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -804,13 +797,10 @@ async fn api_token_revoke(
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticate(&st, &headers, "DELETE /api/v1/tokens/{id}") {
+    let caller = match allowed(&st, &headers, Role::Admin, "DELETE /api/v1/tokens/{id}") {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = authorise(&st, &caller, Role::Admin, "DELETE /api/v1/tokens/{id}") {
-        return r;
-    }
     match st.tokens.revoke(&id) {
         Ok(true) => {
             st.audit(
