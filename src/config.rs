@@ -134,6 +134,9 @@ pub struct ServeConfig {
     pub max_concurrent_ingestions: usize,
     /// Hours a page sign-in lasts.
     pub session_hours: u64,
+    /// Take partner uploads: the server then loads the pseudonymisation key. Set to false on
+    /// an analysts' server, which never holds the key.
+    pub uploads: bool,
 }
 
 impl Default for ServeConfig {
@@ -147,6 +150,7 @@ impl Default for ServeConfig {
             request_timeout_seconds: 300,
             max_concurrent_ingestions: 2,
             session_hours: 8,
+            uploads: true,
         }
     }
 }
@@ -362,7 +366,7 @@ pub struct FeedConfig {
     #[serde(default)]
     pub values: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
-    pub impute: BTreeMap<String, String>,
+    pub impute: BTreeMap<String, Impute>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -382,6 +386,14 @@ pub struct PipelineConfig {
     pub file: PathBuf,
 }
 
+/// What fills a field that a partner's layout does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Impute {
+    /// The date the submission arrived (recorded in the row's `imputed_fields`).
+    SubmissionDate,
+}
+
 /// A named mapping that ships with tip (for example `htcds-v2`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -393,7 +405,7 @@ pub struct PresetConfig {
     #[serde(default)]
     pub values: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
-    pub impute: BTreeMap<String, String>,
+    pub impute: BTreeMap<String, Impute>,
 }
 
 pub fn load_pipelines(dir: &Path) -> Result<Vec<PipelineConfig>, ConfigError> {

@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, StringArray, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
+use arrow::array::{Array, ArrayRef, Int64Array, StringArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
 
-use crate::config::{FeedConfig, FormatOptions, PresetConfig};
+use crate::config::{FeedConfig, FormatOptions, Impute, PresetConfig};
 use crate::normalise;
 use crate::schema::{FieldClass, FieldType, RecordSchema};
 use crate::source::{Format, LIST_JOIN};
@@ -34,7 +34,7 @@ pub struct Mapping {
     /// Canonical field → (folded partner label → canonical code).
     values: HashMap<String, HashMap<String, String>>,
     /// Canonical field → what fills it when empty (`submission_date`).
-    pub impute: BTreeMap<String, String>,
+    pub impute: BTreeMap<String, Impute>,
     /// Canonical input fields, in schema order.
     targets: Vec<String>,
     list_fields: Vec<String>,
@@ -45,6 +45,45 @@ pub struct Mapping {
     pub pseudonymised: bool,
 }
 
+/// A partner layout: source columns → fields, partner labels → codes, imputed fields.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub columns: BTreeMap<String, String>,
+    pub values: BTreeMap<String, BTreeMap<String, String>>,
+    pub impute: BTreeMap<String, Impute>,
+}
+
+/// The canonical input fields a layout can fill: with pseudonym columns (a file pseudonymised
+/// at the partner), the pseudonyms instead of the identifiers.
+fn targets(record: &RecordSchema, columns: &BTreeMap<String, String>) -> Vec<String> {
+    let mut targets: Vec<String> = record.input_fields().map(|f| f.name.clone()).collect();
+    if columns.values().any(|d| record.pseudonyms().contains(d)) {
+        targets.retain(|t| {
+            record
+                .field(t)
+                .is_some_and(|f| f.class != FieldClass::Identifier)
+        });
+        targets.extend(record.pseudonyms());
+    }
+    targets
+}
+
+/// Partner labels folded like the code lists' own labels.
+fn value_maps(
+    values: &BTreeMap<String, BTreeMap<String, String>>,
+) -> HashMap<String, HashMap<String, String>> {
+    values
+        .iter()
+        .map(|(field, map)| {
+            let m = map
+                .iter()
+                .map(|(k, v)| (normalise::label(k), v.clone()))
+                .collect();
+            (field.clone(), m)
+        })
+        .collect()
+}
+
 impl Mapping {
     /// Builds and checks a mapping. `file` names the config file for error messages.
     pub fn new(
@@ -52,25 +91,14 @@ impl Mapping {
         record: &RecordSchema,
         format: Format,
         options: FormatOptions,
-        columns: &BTreeMap<String, String>,
-        values: &BTreeMap<String, BTreeMap<String, String>>,
-        impute: &BTreeMap<String, String>,
+        layout: &Layout,
     ) -> Result<Mapping, MappingError> {
         let bad = |message: String| MappingError::Config {
             file: file.to_string(),
             message,
         };
-        let mut targets: Vec<String> = record.input_fields().map(|f| f.name.clone()).collect();
-        let pseudonymised = columns.values().any(|d| record.pseudonyms().contains(d));
-        if pseudonymised {
-            targets.retain(|t| {
-                record
-                    .field(t)
-                    .is_some_and(|f| f.class != FieldClass::Identifier)
-            });
-            targets.extend(record.pseudonyms());
-        }
-        for (src, dst) in columns {
+        let targets = targets(record, &layout.columns);
+        for (src, dst) in &layout.columns {
             if !targets.contains(dst) {
                 return Err(bad(format!(
                     "column {src:?} maps to {dst:?}, which is not an input field of {} (fields: {})",
@@ -79,30 +107,15 @@ impl Mapping {
                 )));
             }
         }
-        let mut vmaps = HashMap::new();
-        for (field, map) in values {
-            if !targets.contains(field) {
+        let named = [
+            ("values", layout.values.keys().collect::<Vec<_>>()),
+            ("impute", layout.impute.keys().collect()),
+        ];
+        for (section, fields) in named {
+            if let Some(field) = fields.into_iter().find(|f| !targets.contains(f)) {
                 return Err(bad(format!(
-                    "values.{field}: no such field in {}",
+                    "{section}.{field}: no such field in {}",
                     record.record_type
-                )));
-            }
-            let m: HashMap<String, String> = map
-                .iter()
-                .map(|(k, v)| (normalise::label(k), v.clone()))
-                .collect();
-            vmaps.insert(field.clone(), m);
-        }
-        for (field, how) in impute {
-            if !targets.contains(field) {
-                return Err(bad(format!(
-                    "impute.{field}: no such field in {}",
-                    record.record_type
-                )));
-            }
-            if how != "submission_date" {
-                return Err(bad(format!(
-                    "impute.{field}: {how:?} is not supported (supported: \"submission_date\")"
                 )));
             }
         }
@@ -118,22 +131,22 @@ impl Mapping {
             record_type: record.record_type.clone(),
             format,
             options,
-            columns: columns
-                .iter()
-                .map(|(a, b)| (a.clone(), b.clone()))
-                .collect(),
-            values: vmaps,
-            impute: impute.clone(),
+            columns: layout.columns.clone().into_iter().collect(),
+            values: value_maps(&layout.values),
+            impute: layout.impute.clone(),
             list_fields: record
                 .fields
                 .iter()
                 .filter(|f| f.ftype == FieldType::CodeList)
                 .map(|f| f.name.clone())
                 .collect(),
+            pseudonymised: layout
+                .columns
+                .values()
+                .any(|d| record.pseudonyms().contains(d)),
             targets,
             list_separator,
             schema: Arc::new(Schema::new(fields)),
-            pseudonymised,
         })
     }
 
@@ -163,18 +176,12 @@ impl Mapping {
         options: FormatOptions,
         names: impl Iterator<Item = String>,
     ) -> Mapping {
-        let columns: BTreeMap<String, String> = names.map(|n| (n.clone(), n)).collect();
-        let none = BTreeMap::new();
-        Mapping::new(
-            label,
-            record,
-            format,
-            options,
-            &columns,
-            &BTreeMap::new(),
-            &none,
-        )
-        .expect("a layout of the schema's own names maps onto the schema")
+        let layout = Layout {
+            columns: names.map(|n| (n.clone(), n)).collect(),
+            ..Layout::default()
+        };
+        Mapping::new(label, record, format, options, &layout)
+            .expect("a layout of the schema's own names maps onto the schema")
     }
 
     /// A pipeline feed, optionally through a preset, with the pipeline's format defaults.
@@ -186,32 +193,31 @@ impl Mapping {
         preset: Option<&PresetConfig>,
     ) -> Result<Mapping, MappingError> {
         let mut options = pipeline_format.clone();
-        let mut columns = BTreeMap::new();
-        let mut values = BTreeMap::new();
-        let mut impute = BTreeMap::new();
+        let mut layout = Layout::default();
         if let Some(p) = preset {
             options = p.format.or(&options);
-            columns.extend(p.columns.clone());
-            values.extend(p.values.clone());
-            impute.extend(p.impute.clone());
+            layout.columns.extend(p.columns.clone());
+            layout.values.extend(p.values.clone());
+            layout.impute.extend(p.impute.clone());
         }
         if let Some(s) = &feed.sheet {
             options.sheet = Some(s.clone());
         }
-        columns.extend(feed.columns.clone());
+        layout.columns.extend(feed.columns.clone());
         for (f, m) in &feed.values {
-            values
+            layout
+                .values
                 .entry(f.clone())
-                .or_insert_with(BTreeMap::new)
+                .or_default()
                 .extend(m.clone());
         }
-        impute.extend(feed.impute.clone());
+        layout.impute.extend(feed.impute.clone());
         let kind = options.kind.clone().unwrap_or_else(|| "csv".into());
         let format = Format::parse(&kind).ok_or_else(|| MappingError::Config {
             file: file.into(),
             message: format!("format.kind {kind:?} is not one of csv, json, ndjson, xlsx"),
         })?;
-        Mapping::new(file, record, format, options, &columns, &values, &impute)
+        Mapping::new(file, record, format, options, &layout)
     }
 
     /// Source column names to read.

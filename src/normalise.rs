@@ -107,16 +107,6 @@ pub enum DateProblem {
     Ambiguous,
 }
 
-impl DateProblem {
-    pub fn reason(self) -> &'static str {
-        match self {
-            DateProblem::Invalid => "invalid_date",
-            DateProblem::Impossible => "impossible_date",
-            DateProblem::Ambiguous => "ambiguous_date",
-        }
-    }
-}
-
 /// Parses a date with the partner's declared formats (chrono syntax). ISO 8601
 /// (`YYYY-MM-DD`, optionally followed by a time) is always accepted as well.
 pub fn date(raw: &str, formats: &[String]) -> Result<NaiveDate, DateProblem> {
@@ -201,119 +191,97 @@ pub fn transliterate_cyrillic(s: &str) -> String {
     for (i, &c) in chars.iter().enumerate() {
         let word_start = i == 0 || !chars[i - 1].is_alphabetic();
         let prev = if i > 0 { chars[i - 1] } else { ' ' };
-        let t: &str = if russian {
-            match c {
-                'а' => "a",
-                'б' => "b",
-                'в' => "v",
-                'г' => "g",
-                'ґ' => "g",
-                'д' => "d",
-                'е' | 'ё' | 'э' | 'є' => "e",
-                'ж' => "zh",
-                'з' => "z",
-                'и' | 'й' | 'і' | 'ї' => "i",
-                'к' => "k",
-                'л' => "l",
-                'м' => "m",
-                'н' => "n",
-                'о' => "o",
-                'п' => "p",
-                'р' => "r",
-                'с' => "s",
-                'т' => "t",
-                'у' | 'ў' => "u",
-                'ф' => "f",
-                'х' => "kh",
-                'ц' => "ts",
-                'ч' => "ch",
-                'ш' => "sh",
-                'щ' => "shch",
-                'ъ' => "ie",
-                'ы' => "y",
-                'ь' => "",
-                'ю' => "iu",
-                'я' => "ia",
-                _ => {
-                    out.push(c);
-                    continue;
-                }
-            }
+        let latin = if russian {
+            icao_russian(c)
         } else {
-            match c {
-                'а' => "a",
-                'б' => "b",
-                'в' => "v",
-                'г' if prev == 'з' => "gh",
-                'г' => "h",
-                'ґ' => "g",
-                'д' => "d",
-                'е' | 'э' | 'ё' => "e",
-                'є' => {
-                    if word_start {
-                        "ye"
-                    } else {
-                        "ie"
-                    }
-                }
-                'ж' => "zh",
-                'з' => "z",
-                'и' | 'ы' => "y",
-                'і' => "i",
-                'ї' => {
-                    if word_start {
-                        "yi"
-                    } else {
-                        "i"
-                    }
-                }
-                'й' => {
-                    if word_start {
-                        "y"
-                    } else {
-                        "i"
-                    }
-                }
-                'к' => "k",
-                'л' => "l",
-                'м' => "m",
-                'н' => "n",
-                'о' => "o",
-                'п' => "p",
-                'р' => "r",
-                'с' => "s",
-                'т' => "t",
-                'у' | 'ў' => "u",
-                'ф' => "f",
-                'х' => "kh",
-                'ц' => "ts",
-                'ч' => "ch",
-                'ш' => "sh",
-                'щ' => "shch",
-                'ь' | 'ъ' => "",
-                'ю' => {
-                    if word_start {
-                        "yu"
-                    } else {
-                        "iu"
-                    }
-                }
-                'я' => {
-                    if word_start {
-                        "ya"
-                    } else {
-                        "ia"
-                    }
-                }
-                _ => {
-                    out.push(c);
-                    continue;
-                }
-            }
+            ukrainian_national(c, prev, word_start)
         };
-        out.push_str(t);
+        match latin {
+            Some(t) => out.push_str(t),
+            None => out.push(c),
+        }
     }
     out
+}
+
+/// ICAO 9303 (Russian passports). None for a character that is not Cyrillic.
+fn icao_russian(c: char) -> Option<&'static str> {
+    Some(match c {
+        'а' => "a",
+        'б' => "b",
+        'в' => "v",
+        'г' | 'ґ' => "g",
+        'д' => "d",
+        'е' | 'ё' | 'э' | 'є' => "e",
+        'ж' => "zh",
+        'з' => "z",
+        'и' | 'й' | 'і' | 'ї' => "i",
+        'к' => "k",
+        'л' => "l",
+        'м' => "m",
+        'н' => "n",
+        'о' => "o",
+        'п' => "p",
+        'р' => "r",
+        'с' => "s",
+        'т' => "t",
+        'у' | 'ў' => "u",
+        'ф' => "f",
+        'х' => "kh",
+        'ц' => "ts",
+        'ч' => "ch",
+        'ш' => "sh",
+        'щ' => "shch",
+        'ъ' => "ie",
+        'ы' => "y",
+        'ь' => "",
+        'ю' => "iu",
+        'я' => "ia",
+        _ => return None,
+    })
+}
+
+/// The Ukrainian national system of 2010 (Ukrainian passports): some letters read
+/// differently at the start of a word, and `зг` becomes `zgh`.
+fn ukrainian_national(c: char, prev: char, word_start: bool) -> Option<&'static str> {
+    let initial = |start: &'static str, inner: &'static str| if word_start { start } else { inner };
+    Some(match c {
+        'а' => "a",
+        'б' => "b",
+        'в' => "v",
+        'г' if prev == 'з' => "gh",
+        'г' => "h",
+        'ґ' => "g",
+        'д' => "d",
+        'е' | 'э' | 'ё' => "e",
+        'є' => initial("ye", "ie"),
+        'ж' => "zh",
+        'з' => "z",
+        'и' | 'ы' => "y",
+        'і' => "i",
+        'ї' => initial("yi", "i"),
+        'й' => initial("y", "i"),
+        'к' => "k",
+        'л' => "l",
+        'м' => "m",
+        'н' => "n",
+        'о' => "o",
+        'п' => "p",
+        'р' => "r",
+        'с' => "s",
+        'т' => "t",
+        'у' | 'ў' => "u",
+        'ф' => "f",
+        'х' => "kh",
+        'ц' => "ts",
+        'ч' => "ch",
+        'ш' => "sh",
+        'щ' => "shch",
+        'ь' | 'ъ' => "",
+        'ю' => initial("yu", "iu"),
+        'я' => initial("ya", "ia"),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

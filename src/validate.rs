@@ -5,17 +5,20 @@
 
 use std::sync::Arc;
 
-use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::array::{
+use arrow::array::{
     Array, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Array,
     ListBuilder, StringArray, StringBuilder,
 };
-use datafusion::arrow::record_batch::RecordBatch;
+use arrow::record_batch::RecordBatch;
+use chrono::{Datelike, NaiveDate};
 
 use crate::config::Registry;
 use crate::normalise::{self, DateProblem};
-use crate::schema::{Catalog, FieldClass, FieldDef, FieldType, RecordSchema};
-use crate::source::{LIST_JOIN, RowIssue};
+use crate::schema::{
+    Catalog, DefaultFrom, DeriveFn, FieldClass, FieldDef, FieldType, Normaliser, RecordSchema,
+};
+use crate::source::{LIST_JOIN, Reason, RowIssue};
+use crate::util::months::EPOCH_DAYS_CE;
 
 /// Typed value of one field of one row.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,12 +43,55 @@ pub struct Validator<'a> {
     pub spreadsheet: bool,
     pub today: NaiveDate,
     /// Normaliser of each identifier field (from the pseudonym definitions).
-    normalisers: Vec<Option<String>>,
+    normalisers: Vec<Option<Normaliser>>,
     /// For a pre-pseudonymised file: the key version its pseudonyms must carry.
     pub expect_key_version: Option<String>,
 }
 
-const EPOCH_DAYS_CE: i32 = 719_163; // days from 0001-01-01 to 1970-01-01
+/// The columns of a canonical batch that validation reads.
+struct Input<'b> {
+    rows: &'b Int64Array,
+    imputed: Option<&'b StringArray>,
+    /// Each field's text, in schema order (None: not in the batch).
+    fields: Vec<Option<&'b StringArray>>,
+    /// Each pseudonym: name, prefix, and the column a pre-pseudonymised file carries.
+    pseudonyms: Vec<(String, String, Option<&'b StringArray>)>,
+}
+
+impl<'b> Input<'b> {
+    fn of(v: &Validator<'_>, batch: &'b RecordBatch) -> Result<Input<'b>, String> {
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        };
+        let rows = batch
+            .column_by_name("source_row")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .ok_or("canonical batch has no source_row")?;
+        let pseudonyms = v
+            .record
+            .pseudonyms()
+            .into_iter()
+            .map(|p| {
+                let prefix = v
+                    .catalog
+                    .pseudonyms
+                    .get(&p)
+                    .map(|d| d.prefix.clone())
+                    .unwrap_or_default();
+                let col = text(&p);
+                (p, prefix, col)
+            })
+            .collect();
+        Ok(Input {
+            rows,
+            imputed: text("imputed_fields"),
+            fields: v.record.fields.iter().map(|f| text(&f.name)).collect(),
+            pseudonyms,
+        })
+    }
+}
 
 impl<'a> Validator<'a> {
     pub fn new(
@@ -66,7 +112,7 @@ impl<'a> Validator<'a> {
                 def.inputs
                     .iter()
                     .find(|i| i.field == f.name)
-                    .map(|i| i.normalise.clone())
+                    .map(|i| i.normalise)
             })
             .collect();
         Validator {
@@ -87,96 +133,22 @@ impl<'a> Validator<'a> {
     /// the rows that did not.
     pub fn apply(&self, batch: &RecordBatch) -> Result<(RecordBatch, Vec<RowIssue>), String> {
         let n = batch.num_rows();
-        let rows = batch
-            .column_by_name("source_row")
-            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-            .ok_or("canonical batch has no source_row")?;
-        let imputed = batch
-            .column_by_name("imputed_fields")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
-        let inputs: Vec<Option<&StringArray>> = self
-            .record
-            .fields
-            .iter()
-            .map(|f| {
-                batch
-                    .column_by_name(&f.name)
-                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            })
-            .collect();
+        let input = Input::of(self, batch)?;
         let schema = self.record.validated_schema();
-        let pseudonyms: Vec<(String, String, Option<&StringArray>)> = self
-            .record
-            .pseudonyms()
-            .into_iter()
-            .map(|p| {
-                let prefix = self
-                    .catalog
-                    .pseudonyms
-                    .get(&p)
-                    .map(|d| d.prefix.clone())
-                    .unwrap_or_default();
-                let col = batch
-                    .column_by_name(&p)
-                    .and_then(|c| c.as_any().downcast_ref::<StringArray>());
-                (p, prefix, col)
-            })
-            .collect();
         let mut builders: Vec<Col> = schema.fields()[1..schema.fields().len() - 1]
             .iter()
             .map(|f| Col::new(f.data_type()))
             .collect();
-        let mut row_builder = datafusion::arrow::array::Int64Builder::with_capacity(n);
+        let mut row_builder = arrow::array::Int64Builder::with_capacity(n);
         let mut imputed_builder = StringBuilder::new();
         let mut issues = Vec::new();
         let mut vals: Vec<V> = Vec::with_capacity(self.record.fields.len());
-        let mut month_only: Vec<bool> = vec![false; self.record.fields.len()];
+        let mut month_only = vec![false; self.record.fields.len()];
         for r in 0..n {
-            let row = rows.value(r) as u64;
-            vals.clear();
-            month_only.iter_mut().for_each(|m| *m = false);
+            let row = input.rows.value(r) as u64;
             let before = issues.len();
-            for (i, f) in self.record.fields.iter().enumerate() {
-                let raw = inputs[i].filter(|a| a.is_valid(r)).map(|a| a.value(r));
-                let v = match self.field(i, f, raw, &vals, &mut month_only) {
-                    Ok(v) => v,
-                    Err(reason) => {
-                        issues.push(RowIssue {
-                            row,
-                            field: f.name.clone(),
-                            reason,
-                        });
-                        V::Null
-                    }
-                };
-                vals.push(v);
-            }
-            for (name, prefix, col) in &pseudonyms {
-                let given = col.filter(|a| a.is_valid(r)).map(|a| a.value(r).trim());
-                let v = match (given, &self.expect_key_version) {
-                    (Some(g), Some(kv)) => match crate::pseudonym::parse_pseudonym(g, prefix) {
-                        Some(found) if found == kv => V::Str(g.to_string()),
-                        Some(_) => {
-                            issues.push(RowIssue {
-                                row,
-                                field: name.clone(),
-                                reason: "wrong_key_version",
-                            });
-                            V::Null
-                        }
-                        None => {
-                            issues.push(RowIssue {
-                                row,
-                                field: name.clone(),
-                                reason: "invalid_pseudonym",
-                            });
-                            V::Null
-                        }
-                    },
-                    _ => V::Null,
-                };
-                vals.push(v);
-            }
+            month_only.fill(false);
+            self.row(&input, (r, row), &mut vals, &mut month_only, &mut issues);
             if issues.len() > before {
                 continue;
             }
@@ -184,7 +156,7 @@ impl<'a> Validator<'a> {
             for (b, v) in builders.iter_mut().zip(&vals) {
                 b.push(v);
             }
-            match imputed.filter(|a| a.is_valid(r)) {
+            match input.imputed.filter(|a| a.is_valid(r)) {
                 Some(a) => imputed_builder.append_value(a.value(r)),
                 None => imputed_builder.append_null(),
             }
@@ -196,6 +168,62 @@ impl<'a> Validator<'a> {
         Ok((out, issues))
     }
 
+    /// One row's typed values (fields, then given pseudonyms) into `vals`; its problems into
+    /// `issues`.
+    fn row(
+        &self,
+        input: &Input<'_>,
+        (r, row): (usize, u64),
+        vals: &mut Vec<V>,
+        month_only: &mut [bool],
+        issues: &mut Vec<RowIssue>,
+    ) {
+        vals.clear();
+        for (i, f) in self.record.fields.iter().enumerate() {
+            let raw = input.fields[i]
+                .filter(|a| a.is_valid(r))
+                .map(|a| a.value(r));
+            let v = self
+                .field(i, f, raw, vals, month_only)
+                .unwrap_or_else(|reason| {
+                    issues.push(RowIssue {
+                        row,
+                        field: f.name.clone(),
+                        reason,
+                    });
+                    V::Null
+                });
+            vals.push(v);
+        }
+        for (name, prefix, col) in &input.pseudonyms {
+            let given = col.filter(|a| a.is_valid(r)).map(|a| a.value(r).trim());
+            let v = match (given, &self.expect_key_version) {
+                (Some(g), Some(kv)) => {
+                    self.given_pseudonym(g, prefix, kv)
+                        .unwrap_or_else(|reason| {
+                            issues.push(RowIssue {
+                                row,
+                                field: name.clone(),
+                                reason,
+                            });
+                            V::Null
+                        })
+                }
+                _ => V::Null,
+            };
+            vals.push(v);
+        }
+    }
+
+    /// A pseudonym made at the partner: kept when it was made with the lake's key.
+    fn given_pseudonym(&self, g: &str, prefix: &str, key_version: &str) -> Result<V, Reason> {
+        match crate::pseudonym::parse_pseudonym(g, prefix) {
+            Some(found) if found == key_version => Ok(V::Str(g.to_string())),
+            Some(_) => Err(Reason::WrongKeyVersion),
+            None => Err(Reason::InvalidPseudonym),
+        }
+    }
+
     fn field(
         &self,
         i: usize,
@@ -203,10 +231,10 @@ impl<'a> Validator<'a> {
         raw: Option<&str>,
         prior: &[V],
         month_only: &mut [bool],
-    ) -> Result<V, &'static str> {
+    ) -> Result<V, Reason> {
         let fields = &self.record.fields;
         if let Some(d) = &f.derive {
-            let derived = self.derive(&d.function, &d.from, prior, month_only)?;
+            let derived = self.derive(d.function, &d.from, prior, month_only)?;
             if derived != V::Null || raw.is_none() {
                 return self.check_range(f, derived);
             }
@@ -217,11 +245,11 @@ impl<'a> Validator<'a> {
                 if let Some(d) = &f.default {
                     return self.parse(i, f, d, month_only);
                 }
-                if f.default_from.as_deref() == Some("partner") {
+                if f.default_from == Some(DefaultFrom::Partner) {
                     return self.parse(i, f, &self.partner.clone(), month_only);
                 }
                 if f.required {
-                    return Err("missing_required");
+                    return Err(Reason::MissingRequired);
                 }
                 return Ok(V::Null);
             }
@@ -231,7 +259,7 @@ impl<'a> Validator<'a> {
             && let V::Date(o) = lookup(fields, prior, other)
             && d < o
         {
-            return Err("inconsistent_dates");
+            return Err(Reason::InconsistentDates);
         }
         Ok(v)
     }
@@ -242,18 +270,19 @@ impl<'a> Validator<'a> {
         f: &FieldDef,
         raw: &str,
         month_only: &mut [bool],
-    ) -> Result<V, &'static str> {
+    ) -> Result<V, Reason> {
         if f.class == FieldClass::Identifier {
-            let norm = self.normalisers[i].as_deref().unwrap_or("dropped");
-            return Ok(match (f.ftype, norm) {
+            return Ok(match (f.ftype, self.normalisers[i]) {
                 (FieldType::Date, _) => V::Date(self.date(f, raw)?),
-                (_, "name") => normalise::name(raw).map(V::Str).unwrap_or(V::Null),
-                (_, "document") => normalise::document(raw).map(V::Str).unwrap_or(V::Null),
-                (_, "code") => normalise::code(raw).map(V::Str).unwrap_or(V::Null),
-                (_, "country") => V::Str(
+                (_, Some(Normaliser::Name)) => normalise::name(raw).map(V::Str).unwrap_or(V::Null),
+                (_, Some(Normaliser::Document)) => {
+                    normalise::document(raw).map(V::Str).unwrap_or(V::Null)
+                }
+                (_, Some(Normaliser::Code)) => normalise::code(raw).map(V::Str).unwrap_or(V::Null),
+                (_, Some(Normaliser::Country)) => V::Str(
                     self.catalog
                         .country(raw)
-                        .ok_or("unknown_country")?
+                        .ok_or(Reason::UnknownCountry)?
                         .to_string(),
                 ),
                 // Identifiers that feed no pseudonym are dropped unread.
@@ -271,27 +300,8 @@ impl<'a> Validator<'a> {
                 }
                 None => V::Date(self.date(f, raw)?),
             },
-            FieldType::Int => {
-                let t = raw.replace([' ', '\u{a0}'], "");
-                let n: i64 = match t.parse::<i64>() {
-                    Ok(n) => n,
-                    Err(_) => match t.parse::<f64>() {
-                        Ok(x) if x.fract() == 0.0 && x.is_finite() => x as i64,
-                        _ => return Err("invalid_number"),
-                    },
-                };
-                V::Int(n)
-            }
-            FieldType::Float => {
-                let mut t = raw.replace([' ', '\u{a0}'], "");
-                if self.decimal_comma {
-                    t = t.replace(',', ".");
-                }
-                match t.parse::<f64>() {
-                    Ok(x) if x.is_finite() => V::Float(x),
-                    _ => return Err("invalid_number"),
-                }
-            }
+            FieldType::Int => V::Int(integer(raw)?),
+            FieldType::Float => V::Float(decimal(raw, self.decimal_comma)?),
             FieldType::Bool => match self
                 .catalog
                 .lists
@@ -300,92 +310,78 @@ impl<'a> Validator<'a> {
             {
                 Some("true") => V::Bool(true),
                 Some("false") => V::Bool(false),
-                _ => return Err("invalid_boolean"),
+                _ => return Err(Reason::InvalidBoolean),
             },
             FieldType::Code => {
                 let list = self.list(f)?;
-                V::Str(list.lookup(raw).ok_or("unknown_code")?.to_string())
+                V::Str(list.lookup(raw).ok_or(Reason::UnknownCode)?.to_string())
             }
-            FieldType::CodeList => {
-                let list = self.list(f)?;
-                let mut out: Vec<String> = Vec::new();
-                for part in raw
-                    .split(LIST_JOIN)
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                {
-                    let c = list.lookup(part).ok_or("unknown_code")?;
-                    if !out.iter().any(|o| o == c) {
-                        out.push(c.to_string());
-                    }
-                }
-                V::List(out)
-            }
+            FieldType::CodeList => V::List(codes(self.list(f)?, raw)?),
             FieldType::Country => V::Str(
                 self.catalog
                     .country(raw)
-                    .ok_or("unknown_country")?
+                    .ok_or(Reason::UnknownCountry)?
                     .to_string(),
             ),
             FieldType::Region => V::Str(
                 self.catalog.lists["region"]
                     .lookup(raw)
-                    .ok_or("unknown_region")?
+                    .ok_or(Reason::UnknownRegion)?
                     .to_string(),
             ),
             FieldType::Org => {
                 let id = raw.trim();
                 match self.registry.get(id) {
                     Some(o) => V::Str(o.org_id.clone()),
-                    None => return Err("unknown_org"),
+                    None => return Err(Reason::UnknownOrg),
                 }
             }
         };
         self.check_range(f, v)
     }
 
-    fn list(&self, f: &FieldDef) -> Result<&crate::schema::CodeList, &'static str> {
+    fn list(&self, f: &FieldDef) -> Result<&crate::schema::CodeList, Reason> {
         f.codes
             .as_deref()
             .and_then(|c| self.catalog.lists.get(c))
-            .ok_or("unknown_code")
+            .ok_or(Reason::UnknownCode)
     }
 
-    fn check_range(&self, f: &FieldDef, v: V) -> Result<V, &'static str> {
+    fn check_range(&self, f: &FieldDef, v: V) -> Result<V, Reason> {
         let x = match &v {
             V::Int(n) => *n as f64,
             V::Float(x) => *x,
             _ => return Ok(v),
         };
         if f.min.is_some_and(|m| x < m) || f.max.is_some_and(|m| x > m) {
-            return Err("out_of_range");
+            return Err(Reason::OutOfRange);
         }
         if let V::Int(n) = v
             && i32::try_from(n).is_err()
         {
-            return Err("out_of_range");
+            return Err(Reason::OutOfRange);
         }
         Ok(v)
     }
 
-    fn date(&self, f: &FieldDef, raw: &str) -> Result<NaiveDate, &'static str> {
+    fn date(&self, f: &FieldDef, raw: &str) -> Result<NaiveDate, Reason> {
         let d = match normalise::date(raw, &self.date_formats) {
             Ok(d) => d,
             Err(p) => match self.excel_serial(raw) {
                 Some(d) => d,
-                None => return Err(p.reason()),
+                None => return Err(date_reason(p)),
             },
         };
         if d.year() < 1900 {
-            return Err(DateProblem::Impossible.reason());
+            return Err(Reason::ImpossibleDate);
         }
         self.not_future(f, d)?;
         Ok(d)
     }
 
-    fn not_future(&self, f: &FieldDef, d: NaiveDate) -> Result<(), &'static str> {
+    fn not_future(&self, f: &FieldDef, d: NaiveDate) -> Result<(), Reason> {
         if (f.not_future || f.class == FieldClass::Identifier) && d > self.today {
-            return Err("future_date");
+            return Err(Reason::FutureDate);
         }
         Ok(())
     }
@@ -404,11 +400,11 @@ impl<'a> Validator<'a> {
 
     fn derive(
         &self,
-        function: &str,
+        function: DeriveFn,
         from: &[String],
         prior: &[V],
         month_only: &[bool],
-    ) -> Result<V, &'static str> {
+    ) -> Result<V, Reason> {
         let fields = &self.record.fields;
         let a = from
             .first()
@@ -419,9 +415,9 @@ impl<'a> Validator<'a> {
             .map(|s| lookup(fields, prior, s))
             .unwrap_or(&V::Null);
         Ok(match (function, a, b) {
-            ("age_years", V::Date(birth), V::Date(at)) => {
+            (DeriveFn::AgeYears, V::Date(birth), V::Date(at)) => {
                 if birth > at {
-                    return Err("inconsistent_dates");
+                    return Err(Reason::InconsistentDates);
                 }
                 let mut years = at.year() - birth.year();
                 if (at.month(), at.day()) < (birth.month(), birth.day()) {
@@ -429,22 +425,22 @@ impl<'a> Validator<'a> {
                 }
                 V::Int(years as i64)
             }
-            ("age_band", V::Int(age), _) => V::Str(age_band(*age).to_string()),
-            ("age_band", V::Null, _) => V::Str("unknown".into()),
-            ("is_minor", V::Int(age), _) => V::Bool(*age < 18),
-            ("org_country", V::Str(org), _) => self
+            (DeriveFn::AgeBand, V::Int(age), _) => V::Str(age_band(*age).to_string()),
+            (DeriveFn::AgeBand, V::Null, _) => V::Str("unknown".into()),
+            (DeriveFn::IsMinor, V::Int(age), _) => V::Bool(*age < 18),
+            (DeriveFn::OrgCountry, V::Str(org), _) => self
                 .registry
                 .get(org)
                 .map(|o| V::Str(o.country.clone()))
                 .unwrap_or(V::Null),
-            ("org_type", V::Str(org), _) => self
+            (DeriveFn::OrgType, V::Str(org), _) => self
                 .registry
                 .get(org)
                 .map(|o| V::Str(o.org_type.clone()))
                 .unwrap_or(V::Null),
-            ("differs", V::Str(x), V::Str(y)) => V::Bool(x != y),
-            ("days_between", V::Date(x), V::Date(y)) => V::Int((*y - *x).num_days()),
-            ("date_precision", V::Date(_), _) => {
+            (DeriveFn::Differs, V::Str(x), V::Str(y)) => V::Bool(x != y),
+            (DeriveFn::DaysBetween, V::Date(x), V::Date(y)) => V::Int((*y - *x).num_days()),
+            (DeriveFn::DatePrecision, V::Date(_), _) => {
                 let i = self
                     .record
                     .fields
@@ -468,6 +464,54 @@ fn lookup<'v>(fields: &[FieldDef], prior: &'v [V], name: &str) -> &'v V {
 }
 
 /// Age bands used in trafficking statistics; children are split finely.
+/// An integer, spaces allowed (`1 200`), or a decimal with no fraction (`3.0`).
+fn integer(raw: &str) -> Result<i64, Reason> {
+    let t = raw.replace([' ', '\u{a0}'], "");
+    match t.parse::<i64>() {
+        Ok(n) => Ok(n),
+        Err(_) => match t.parse::<f64>() {
+            Ok(x) if x.fract() == 0.0 && x.is_finite() => Ok(x as i64),
+            _ => Err(Reason::InvalidNumber),
+        },
+    }
+}
+
+/// A decimal, spaces allowed, with a decimal comma where the partner declares one.
+fn decimal(raw: &str, decimal_comma: bool) -> Result<f64, Reason> {
+    let mut t = raw.replace([' ', '\u{a0}'], "");
+    if decimal_comma {
+        t = t.replace(',', ".");
+    }
+    match t.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err(Reason::InvalidNumber),
+    }
+}
+
+/// The codes of a list value, each looked up, duplicates dropped, in order.
+fn codes(list: &crate::schema::CodeList, raw: &str) -> Result<Vec<String>, Reason> {
+    let mut out: Vec<String> = Vec::new();
+    for part in raw
+        .split(LIST_JOIN)
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let c = list.lookup(part).ok_or(Reason::UnknownCode)?;
+        if !out.iter().any(|o| o == c) {
+            out.push(c.to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn date_reason(p: DateProblem) -> Reason {
+    match p {
+        DateProblem::Invalid => Reason::InvalidDate,
+        DateProblem::Impossible => Reason::ImpossibleDate,
+        DateProblem::Ambiguous => Reason::AmbiguousDate,
+    }
+}
+
 pub fn age_band(age: i64) -> &'static str {
     match age {
         i64::MIN..=-1 => "unknown",
@@ -505,8 +549,8 @@ enum Col {
 }
 
 impl Col {
-    fn new(dt: &datafusion::arrow::datatypes::DataType) -> Col {
-        use datafusion::arrow::datatypes::DataType as D;
+    fn new(dt: &arrow::datatypes::DataType) -> Col {
+        use arrow::datatypes::DataType as D;
         match dt {
             D::Date32 => Col::Date(Date32Builder::new()),
             D::Int32 => Col::Int(Int32Builder::new()),
@@ -551,11 +595,6 @@ impl Col {
     }
 }
 
-/// Days since 1970-01-01 → date.
-pub fn date_from_days(days: i32) -> Option<NaiveDate> {
-    NaiveDate::from_num_days_from_ce_opt(days + EPOCH_DAYS_CE)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,6 +607,9 @@ mod tests {
         assert_eq!(month("2025-03"), NaiveDate::from_ymd_opt(2025, 3, 1));
         assert_eq!(month("03.2025"), NaiveDate::from_ymd_opt(2025, 3, 1));
         assert_eq!(month("2025-13"), None);
-        assert_eq!(date_from_days(0), NaiveDate::from_ymd_opt(1970, 1, 1));
+        assert_eq!(
+            crate::util::months::date_from_days(0),
+            NaiveDate::from_ymd_opt(1970, 1, 1)
+        );
     }
 }

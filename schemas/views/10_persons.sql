@@ -3,7 +3,9 @@
 -- organisations and their countries (lists, sorted); minor is true when any case report
 -- registered the person under 18; exploitation is every form of exploitation any case report
 -- named (sorted). A person known only from services or assessments has null minor and
--- exploitation. Unlinkable reports (no name or birth date) are not persons here.
+-- exploitation. Unlinkable reports (no name or birth date) are not persons here. key_version
+-- is the key epoch's key the pseudonym was made with: the same child in two key epochs is two
+-- persons (see the key_epochs table).
 CREATE VIEW persons AS
 WITH seen AS (
   SELECT person_id,
@@ -22,5 +24,6 @@ WITH seen AS (
   WHERE person_id IS NOT NULL
   GROUP BY person_id
 )
-SELECT s.person_id, s.first_seen, s.last_seen, s.partner_count, s.partners, s.countries, f.minor, f.exploitation
+SELECT s.person_id, s.first_seen, s.last_seen, s.partner_count, s.partners, s.countries, f.minor, f.exploitation,
+       split_part(s.person_id, '_', 2) AS key_version
 FROM seen s LEFT JOIN facts f ON f.person_id = s.person_id

@@ -40,51 +40,77 @@ pub struct Solver {
     width: usize,
 }
 
+/// A row over the shifted variables `y = x - lower >= 0`: terms, sense, right-hand side.
+type Row = (Vec<(usize, f64)>, Sense, f64);
+
+/// The column of each variable (None when its bounds fix it) and the number of columns; None
+/// when some bounds are contradictory.
+fn columns(p: &Program) -> Option<(Vec<Option<usize>>, usize)> {
+    let mut column = vec![None; p.lower.len()];
+    let mut ny = 0;
+    for (j, col) in column.iter_mut().enumerate() {
+        if p.upper[j] - p.lower[j] > EPS {
+            *col = Some(ny);
+            ny += 1;
+        } else if p.upper[j] < p.lower[j] - EPS {
+            return None;
+        }
+    }
+    Some((column, ny))
+}
+
+/// The constraints and finite upper bounds as rows over the shifted variables; None when a
+/// constraint on fixed variables alone fails.
+fn shifted_rows(p: &Program, column: &[Option<usize>]) -> Option<Vec<Row>> {
+    let mut rows: Vec<Row> = Vec::new();
+    for c in &p.constraints {
+        let mut rhs = c.rhs;
+        let mut terms = Vec::new();
+        for &(j, a) in &c.terms {
+            rhs -= a * p.lower[j];
+            if let Some(col) = column[j] {
+                terms.push((col, a));
+            }
+        }
+        if terms.is_empty() {
+            let ok = match c.sense {
+                Sense::Eq => rhs.abs() <= EPS,
+                Sense::Ge => rhs <= EPS,
+                Sense::Le => rhs >= -EPS,
+            };
+            if !ok {
+                return None;
+            }
+            continue;
+        }
+        rows.push((terms, c.sense, rhs));
+    }
+    for (j, col) in column.iter().enumerate() {
+        if let Some(col) = *col
+            && p.upper[j].is_finite()
+        {
+            rows.push((vec![(col, 1.0)], Sense::Le, p.upper[j] - p.lower[j]));
+        }
+    }
+    Some(rows)
+}
+
 impl Solver {
     /// Phase one. None when the program has no solution.
     pub fn new(p: &Program) -> Option<Solver> {
-        let n = p.lower.len();
-        let mut column = vec![None; n];
-        let mut ny = 0;
-        for j in 0..n {
-            if p.upper[j] - p.lower[j] > EPS {
-                column[j] = Some(ny);
-                ny += 1;
-            } else if p.upper[j] < p.lower[j] - EPS {
-                return None;
-            }
+        let (column, ny) = columns(p)?;
+        let rows = shifted_rows(p, &column)?;
+        let mut s = Solver::tableau(&rows, ny, column, p.lower.clone());
+        if !s.phase_one() {
+            return None;
         }
-        // Rows over shifted variables y = x - lower >= 0.
-        let mut rows: Vec<(Vec<(usize, f64)>, Sense, f64)> = Vec::new();
-        for c in &p.constraints {
-            let mut rhs = c.rhs;
-            let mut terms = Vec::new();
-            for &(j, a) in &c.terms {
-                rhs -= a * p.lower[j];
-                if let Some(col) = column[j] {
-                    terms.push((col, a));
-                }
-            }
-            if terms.is_empty() {
-                let ok = match c.sense {
-                    Sense::Eq => rhs.abs() <= EPS,
-                    Sense::Ge => rhs <= EPS,
-                    Sense::Le => rhs >= -EPS,
-                };
-                if !ok {
-                    return None;
-                }
-                continue;
-            }
-            rows.push((terms, c.sense, rhs));
-        }
-        for j in 0..n {
-            if let Some(col) = column[j]
-                && p.upper[j].is_finite()
-            {
-                rows.push((vec![(col, 1.0)], Sense::Le, p.upper[j] - p.lower[j]));
-            }
-        }
+        s.drop_artificials();
+        Some(s)
+    }
+
+    /// The starting tableau: a slack per inequality and an artificial variable per row, which
+    /// make the first basis.
+    fn tableau(rows: &[Row], ny: usize, column: Vec<Option<usize>>, lower: Vec<f64>) -> Solver {
         let m = rows.len();
         let ns = rows.iter().filter(|r| r.1 != Sense::Eq).count();
         let usable = ny + ns;
@@ -116,43 +142,49 @@ impl Solver {
             t[i][usable + i] = 1.0;
             basis[i] = usable + i;
         }
-        let mut s = Solver {
+        Solver {
             t,
             basis,
             column,
-            lower: p.lower.clone(),
+            lower,
             usable,
             width,
-        };
-        // Phase one: minimise the sum of the artificial variables.
+        }
+    }
+
+    /// Minimises the sum of the artificial variables; false when it cannot reach zero (the
+    /// program has no solution).
+    fn phase_one(&mut self) -> bool {
+        let (usable, width) = (self.usable, self.width);
         let mut obj = vec![0.0; width + 1];
-        for row in &s.t {
+        for row in &self.t {
             for (j, v) in row.iter().enumerate() {
                 if j < usable || j == width {
                     obj[j] -= v;
                 }
             }
         }
-        s.simplex(&mut obj, usable);
-        if -obj[width] > 1e-7 {
-            return None;
-        }
-        // Drive the artificial variables out of the basis; drop rows that are redundant.
+        self.simplex(&mut obj, usable);
+        -obj[width] <= 1e-7
+    }
+
+    /// Drives the artificial variables out of the basis; drops rows that are redundant.
+    fn drop_artificials(&mut self) {
+        let usable = self.usable;
         let mut i = 0;
-        while i < s.t.len() {
-            if s.basis[i] >= usable {
-                match (0..usable).find(|&j| s.t[i][j].abs() > 1e-7) {
-                    Some(j) => s.pivot(i, j, None),
+        while i < self.t.len() {
+            if self.basis[i] >= usable {
+                match (0..usable).find(|&j| self.t[i][j].abs() > 1e-7) {
+                    Some(j) => self.pivot(i, j, None),
                     None => {
-                        s.t.remove(i);
-                        s.basis.remove(i);
+                        self.t.remove(i);
+                        self.basis.remove(i);
                         continue;
                     }
                 }
             }
             i += 1;
         }
-        Some(s)
     }
 
     /// The least and the greatest value of variable `k` (the greatest may be infinite).

@@ -15,9 +15,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::json;
 
-use super::tokens::{Role, TokenRecord, TokenStore};
-use super::{FORMATS, Receipt, Refusal, Shared, UploadRequest, sanitise_name};
-use crate::report::escape;
+use super::{Shared, refusal_status};
+use crate::access::{Role, TokenRecord, TokenStore};
+use crate::app::upload::{
+    Receipt, ReceiptStatus, Refusal, RefusalKind, UploadRequest, sanitise_name,
+};
+use crate::ingest::LoadFormat;
+use crate::util::html::escape;
+use crate::util::random;
 
 pub struct WebSession {
     token_hash: String,
@@ -170,7 +175,7 @@ fn session(st: &Shared, headers: &HeaderMap) -> Option<(String, String, TokenRec
         let s = sessions.get(&id)?;
         (s.token_hash.clone(), s.csrf.clone())
     };
-    let rec = st.tokens.by_hash(&hash).ok().flatten();
+    let rec = st.app.tokens().by_hash(&hash).ok().flatten();
     match rec {
         Some(r) if r.role == Role::Partner && r.org.is_some() => Some((id, csrf, r)),
         _ => {
@@ -181,12 +186,6 @@ fn session(st: &Shared, headers: &HeaderMap) -> Option<(String, String, TokenRec
             None
         }
     }
-}
-
-fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    crate::pseudonym::getrandom_fill(&mut b);
-    hex::encode(b)
 }
 
 pub async fn home(State(st): State<Shared>, headers: HeaderMap) -> Response {
@@ -204,7 +203,7 @@ pub async fn signin(
 ) -> Response {
     let lang = language(&headers);
     let token = form.get("token").map(|s| s.trim()).unwrap_or("");
-    let rec = st.tokens.verify(token).ok().flatten();
+    let rec = st.app.tokens().verify(token).ok().flatten();
     let Some(rec) = rec else {
         st.audit(
             "auth_failure",
@@ -224,7 +223,7 @@ pub async fn signin(
         )
             .into_response();
     }
-    let id = random_hex(32);
+    let id = random::hex(32);
     st.sessions
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -232,15 +231,15 @@ pub async fn signin(
             id.clone(),
             WebSession {
                 token_hash: TokenStore::hash(token),
-                csrf: random_hex(16),
-                expires: Instant::now() + Duration::from_secs(st.cfg.session_hours.max(1) * 3600),
+                csrf: random::hex(16),
+                expires: Instant::now() + Duration::from_secs(st.cfg().session_hours.max(1) * 3600),
             },
         );
     st.audit("signin", json!({"token_id": rec.id, "org": rec.org}));
     let mut r = Redirect::to("/").into_response();
     let cookie = format!(
         "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        st.cfg.session_hours.max(1) * 3600
+        st.cfg().session_hours.max(1) * 3600
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -296,9 +295,9 @@ pub async fn upload(State(st): State<Shared>, headers: HeaderMap, mut mp: Multip
                 original_name: sanitise_name(field.file_name().unwrap_or("upload")),
                 gzip: false,
             };
-            let r = match st.check_upload(&req.record_type, &req.format) {
-                Err(e) => Err(e),
-                Ok(()) => st.receive(&org, &req, Box::pin(field)).await,
+            let r = match &st.uploads {
+                None => Err(no_uploads()),
+                Some(desk) => desk.receive(&org, &req, Box::pin(field)).await,
             };
             result = Some(r);
             break;
@@ -313,13 +312,20 @@ pub async fn upload(State(st): State<Shared>, headers: HeaderMap, mut mp: Multip
         )
             .into_response();
     };
-    st.audit_upload(&rec, "page", &result);
+    st.app.audit_upload(&rec, "page", &result);
     let status = match &result {
         Ok(_) => StatusCode::OK,
-        Err(f) => f.status,
+        Err(f) => refusal_status(f),
     };
     let shown = result.as_ref().map_err(|f| f.message.as_str());
     (status, Html(main_page(&st, lang, &csrf, &rec, Some(shown)))).into_response()
+}
+
+fn no_uploads() -> Refusal {
+    Refusal {
+        kind: RefusalKind::Unavailable,
+        message: "this server takes no uploads: it holds no pseudonymisation key".into(),
+    }
 }
 
 fn main_page(
@@ -331,7 +337,7 @@ fn main_page(
 ) -> String {
     let org = rec.org.clone().unwrap_or_default();
     let org_name = st
-        .ctx
+        .app
         .registry
         .get(&org)
         .map(|o| o.name.clone())
@@ -353,13 +359,13 @@ fn main_page(
         None => {}
     }
     let types: String = st
-        .ctx
+        .app
         .catalog
         .records
         .keys()
         .map(|k| format!("<option value=\"{0}\">{0}</option>", escape(k)))
         .collect();
-    let formats: String = FORMATS
+    let formats: String = LoadFormat::NAMES
         .iter()
         .map(|f| format!("<option value=\"{0}\">{0}</option>", f))
         .collect();
@@ -372,7 +378,11 @@ fn main_page(
         t(lang, "file"),
         t(lang, "send")
     ));
-    let history = st.receipts(&org);
+    let history = st
+        .uploads
+        .as_ref()
+        .map(|d| d.receipts(&org))
+        .unwrap_or_default();
     b.push_str(&format!("<h2>{}</h2>", t(lang, "history")));
     if history.is_empty() {
         b.push_str(&format!("<p>{}</p>", t(lang, "none")));
@@ -392,7 +402,7 @@ fn main_page(
                 escape(&r.received_at),
                 escape(&r.original_name),
                 escape(&r.record_type),
-                t(lang, &r.status),
+                t(lang, r.status.as_str()),
                 r.rows_accepted,
                 r.rows_quarantined
             ));
@@ -405,10 +415,14 @@ fn main_page(
 fn receipt_box(lang: Lang, r: &Receipt) -> String {
     let mut b = format!(
         "<div id=\"receipt\" class=\"box{}\" role=\"status\"><h2>{}</h2><p>{}: <strong>{}</strong><br>{}: {}<br>{}: {}<br>{}: {}<br>{}: <code>{}</code></p>",
-        if r.status == "rejected" { " err" } else { "" },
+        if r.status == ReceiptStatus::Rejected {
+            " err"
+        } else {
+            ""
+        },
         t(lang, "receipt"),
         t(lang, "status"),
-        t(lang, &r.status),
+        t(lang, r.status.as_str()),
         t(lang, "name"),
         escape(&r.original_name),
         t(lang, "accepted"),

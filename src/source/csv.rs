@@ -8,7 +8,7 @@ use std::path::Path;
 
 use encoding_rs::{Decoder, DecoderResult, Encoding};
 
-use super::{RowBuffer, Sink, SourceError, SourceSpec, match_headers};
+use super::{Reason, RowBuffer, Sink, SourceError, SourceSpec, match_headers};
 
 /// A `Read` that decodes `inner` from a legacy encoding to UTF-8 and fails on malformed input.
 struct StrictDecoder<R> {
@@ -93,29 +93,7 @@ pub(super) fn read(
     spec: &SourceSpec,
     sink: &mut Sink<'_>,
 ) -> Result<u64, SourceError> {
-    let f = File::open(path).map_err(|e| SourceError::Read {
-        file: file.into(),
-        detail: e.kind().to_string(),
-    })?;
-    let mut raw = BufReader::new(f);
-    // A UTF-8 byte-order mark in a file declared as a legacy encoding means the pipeline's
-    // declaration is wrong: decoding it would silently garble every name.
-    if spec.encoding != encoding_rs::UTF_8 {
-        use std::io::BufRead;
-        let head = raw.fill_buf().map_err(|e| SourceError::Read {
-            file: file.into(),
-            detail: e.kind().to_string(),
-        })?;
-        if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
-            return Err(SourceError::Structure {
-                file: file.into(),
-                detail: format!(
-                    "the file is UTF-8 (it starts with a UTF-8 byte-order mark) but the pipeline declares {}",
-                    spec.encoding.name()
-                ),
-            });
-        }
-    }
+    let raw = open(path, file, spec)?;
     let decoded = StrictDecoder::new(raw, spec.encoding);
     let mut rdr = ::csv::ReaderBuilder::new()
         .delimiter(spec.delimiter)
@@ -127,34 +105,12 @@ pub(super) fn read(
         row,
         encoding: spec.encoding.name().to_string(),
     };
-    let mut record = ::csv::StringRecord::new();
-    // Header.
-    let headers: Vec<String> = loop {
-        match rdr.read_record(&mut record) {
-            Ok(true) => {
-                if record.iter().all(|f| f.trim().is_empty()) {
-                    continue;
-                }
-                break record.iter().map(|h| h.trim().to_string()).collect();
-            }
-            Ok(false) => return Err(SourceError::Empty { file: file.into() }),
-            Err(e) => return Err(csv_error(file, e, 1, &enc_err)),
-        }
-    };
-    if headers.len() < 2 && spec.wanted.len() > 1 {
-        return Err(SourceError::NotFormat {
-            file: file.into(),
-            format: "CSV",
-            detail: format!(
-                "the header has one column; is the delimiter {:?} right?",
-                spec.delimiter as char
-            ),
-        });
-    }
+    let headers = header(&mut rdr, file, spec, &enc_err)?;
     let idx = match_headers(&headers, &spec.wanted);
     super::check_required(file, spec, &idx)?;
     let mut buf = RowBuffer::new(&spec.wanted, spec.batch_rows);
     let mut values: Vec<Option<String>> = vec![None; spec.wanted.len()];
+    let mut record = ::csv::StringRecord::new();
     let mut last_row = 1u64;
     loop {
         match rdr.read_record(&mut record) {
@@ -165,7 +121,7 @@ pub(super) fn read(
                     continue;
                 }
                 if record.len() != headers.len() {
-                    buf.issue(row, "*", "wrong_field_count");
+                    buf.issue(row, "*", Reason::WrongFieldCount);
                     continue;
                 }
                 for (v, i) in values.iter_mut().zip(&idx) {
@@ -179,6 +135,63 @@ pub(super) fn read(
     }
     buf.flush(sink)?;
     Ok(buf.total)
+}
+
+/// Opens the file. A UTF-8 byte-order mark in a file declared as a legacy encoding means the
+/// pipeline's declaration is wrong: decoding it would silently garble every name.
+fn open(path: &Path, file: &str, spec: &SourceSpec) -> Result<BufReader<File>, SourceError> {
+    let read_err = |e: std::io::Error| SourceError::Read {
+        file: file.into(),
+        detail: e.kind().to_string(),
+    };
+    let mut raw = BufReader::new(File::open(path).map_err(read_err)?);
+    if spec.encoding != encoding_rs::UTF_8 {
+        use std::io::BufRead;
+        let head = raw.fill_buf().map_err(read_err)?;
+        if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            return Err(SourceError::Structure {
+                file: file.into(),
+                detail: format!(
+                    "the file is UTF-8 (it starts with a UTF-8 byte-order mark) but the pipeline declares {}",
+                    spec.encoding.name()
+                ),
+            });
+        }
+    }
+    Ok(raw)
+}
+
+/// The first non-empty record: the header, trimmed.
+fn header<R: std::io::Read>(
+    rdr: &mut ::csv::Reader<R>,
+    file: &str,
+    spec: &SourceSpec,
+    enc_err: &dyn Fn(u64) -> SourceError,
+) -> Result<Vec<String>, SourceError> {
+    let mut record = ::csv::StringRecord::new();
+    let headers: Vec<String> = loop {
+        match rdr.read_record(&mut record) {
+            Ok(true) => {
+                if record.iter().all(|f| f.trim().is_empty()) {
+                    continue;
+                }
+                break record.iter().map(|h| h.trim().to_string()).collect();
+            }
+            Ok(false) => return Err(SourceError::Empty { file: file.into() }),
+            Err(e) => return Err(csv_error(file, e, 1, enc_err)),
+        }
+    };
+    if headers.len() < 2 && spec.wanted.len() > 1 {
+        return Err(SourceError::NotFormat {
+            file: file.into(),
+            format: "CSV",
+            detail: format!(
+                "the header has one column; is the delimiter {:?} right?",
+                spec.delimiter as char
+            ),
+        });
+    }
+    Ok(headers)
 }
 
 fn csv_error(

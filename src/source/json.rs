@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{LIST_JOIN, RowBuffer, Sink, SourceError, SourceSpec};
+use super::{LIST_JOIN, Reason, RowBuffer, Sink, SourceError, SourceSpec};
 use crate::normalise;
 
 fn open(path: &Path, file: &str) -> Result<BufReader<File>, SourceError> {
@@ -34,7 +34,7 @@ impl Keys {
     }
 
     /// Values of the wanted columns in `obj`, or the reason the object cannot be read.
-    fn extract(&self, obj: &Map<String, Value>) -> Result<Vec<Option<String>>, &'static str> {
+    fn extract(&self, obj: &Map<String, Value>) -> Result<Vec<Option<String>>, Reason> {
         let mut out = vec![None; self.folded.len()];
         for (k, v) in obj {
             let fk = normalise::label(k);
@@ -46,7 +46,7 @@ impl Keys {
     }
 }
 
-fn scalar(v: &Value) -> Result<Option<String>, &'static str> {
+fn scalar(v: &Value) -> Result<Option<String>, Reason> {
     Ok(match v {
         Value::Null => None,
         Value::Bool(b) => Some(b.to_string()),
@@ -56,7 +56,7 @@ fn scalar(v: &Value) -> Result<Option<String>, &'static str> {
             let mut parts = Vec::with_capacity(items.len());
             for it in items {
                 match it {
-                    Value::Array(_) | Value::Object(_) => return Err("nested_value"),
+                    Value::Array(_) | Value::Object(_) => return Err(Reason::NestedValue),
                     other => {
                         if let Some(s) = scalar(other)? {
                             parts.push(s);
@@ -66,7 +66,7 @@ fn scalar(v: &Value) -> Result<Option<String>, &'static str> {
             }
             Some(parts.join(&LIST_JOIN.to_string()))
         }
-        Value::Object(_) => return Err("nested_value"),
+        Value::Object(_) => return Err(Reason::NestedValue),
     })
 }
 
@@ -131,8 +131,8 @@ pub(super) fn read_lines(
                     Err(reason) => buf.issue(n, "*", reason),
                 }
             }
-            Ok(_) if parsed_any => buf.issue(n, "*", "not_an_object"),
-            Err(_) if parsed_any => buf.issue(n, "*", "malformed_row"),
+            Ok(_) if parsed_any => buf.issue(n, "*", Reason::NotAnObject),
+            Err(_) if parsed_any => buf.issue(n, "*", Reason::MalformedRow),
             // The first line decides whether this is NDJSON at all.
             Ok(_) => {
                 return Err(SourceError::NotFormat {
@@ -228,7 +228,7 @@ impl<'de> Visitor<'de> for Elements<'_, '_, '_> {
                     }
                 },
                 _ => {
-                    self.buf.issue(n, "*", "not_an_object");
+                    self.buf.issue(n, "*", Reason::NotAnObject);
                     Ok(())
                 }
             };

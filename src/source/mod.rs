@@ -15,9 +15,9 @@ mod xlsx;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Builder, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
+use arrow::array::{ArrayRef, Int64Builder, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
 
 use crate::config::FormatOptions;
 use crate::normalise;
@@ -89,12 +89,94 @@ pub enum SourceError {
     Sink(String),
 }
 
+/// Why a row was set aside. Shown to partners and stored in the quarantine table as its code
+/// (`unknown_code`, ...), never with the value that caused it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A required field is empty.
+    MissingRequired,
+    /// A label that no code list or partner value map knows.
+    UnknownCode,
+    /// Not a date in any of the partner's declared formats.
+    InvalidDate,
+    /// Has the shape of a date but does not exist (31.02.2025).
+    ImpossibleDate,
+    /// Two declared formats read it as two different dates.
+    AmbiguousDate,
+    /// A date after today.
+    FutureDate,
+    /// Not a number.
+    InvalidNumber,
+    /// A number outside the field's range.
+    OutOfRange,
+    /// Not a yes/no value.
+    InvalidBoolean,
+    /// Not a country code or name tip knows.
+    UnknownCountry,
+    /// Not a region code of the registry.
+    UnknownRegion,
+    /// Not an organisation of the registry.
+    UnknownOrg,
+    /// Dates that contradict each other (a reply before the referral).
+    InconsistentDates,
+    /// A CSV line with more or fewer fields than its header.
+    WrongFieldCount,
+    /// A JSON value that is an object or an array of objects.
+    NestedValue,
+    /// A JSON row that is not an object.
+    NotAnObject,
+    /// A line that is not valid JSON.
+    MalformedRow,
+    /// A spreadsheet cell holding an error (#DIV/0!, #REF!).
+    CellError,
+    /// A pseudonym made with another key than the lake's.
+    WrongKeyVersion,
+    /// A value in a pseudonym column that is not a pseudonym.
+    InvalidPseudonym,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingRequired => "missing_required",
+            Reason::UnknownCode => "unknown_code",
+            Reason::InvalidDate => "invalid_date",
+            Reason::ImpossibleDate => "impossible_date",
+            Reason::AmbiguousDate => "ambiguous_date",
+            Reason::FutureDate => "future_date",
+            Reason::InvalidNumber => "invalid_number",
+            Reason::OutOfRange => "out_of_range",
+            Reason::InvalidBoolean => "invalid_boolean",
+            Reason::UnknownCountry => "unknown_country",
+            Reason::UnknownRegion => "unknown_region",
+            Reason::UnknownOrg => "unknown_org",
+            Reason::InconsistentDates => "inconsistent_dates",
+            Reason::WrongFieldCount => "wrong_field_count",
+            Reason::NestedValue => "nested_value",
+            Reason::NotAnObject => "not_an_object",
+            Reason::MalformedRow => "malformed_row",
+            Reason::CellError => "cell_error",
+            Reason::WrongKeyVersion => "wrong_key_version",
+            Reason::InvalidPseudonym => "invalid_pseudonym",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A row-level problem found while reading: the row is quarantined, the file goes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowIssue {
     pub row: u64,
     pub field: String,
-    pub reason: &'static str,
+    pub reason: Reason,
 }
 
 /// What a reader needs to know.
@@ -278,7 +360,7 @@ impl RowBuffer {
     }
 
     /// Records a row that could not be read; it counts as a row of the file.
-    pub fn issue(&mut self, row: u64, field: &str, reason: &'static str) {
+    pub fn issue(&mut self, row: u64, field: &str, reason: Reason) {
         self.issues.push(RowIssue {
             row,
             field: field.to_string(),

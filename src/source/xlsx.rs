@@ -6,7 +6,7 @@ use std::path::Path;
 
 use calamine::{Data, Reader, Xlsx, open_workbook};
 
-use super::{RowBuffer, Sink, SourceError, SourceSpec, match_headers};
+use super::{Reason, RowBuffer, Sink, SourceError, SourceSpec, match_headers};
 
 pub(super) fn read(
     path: &Path,
@@ -23,38 +23,17 @@ pub(super) fn read(
             _ => "unreadable workbook structure".into(),
         },
     })?;
-    let names = wb.sheet_names();
-    let sheet = match &spec.sheet {
-        Some(s) => names
-            .iter()
-            .find(|n| n.trim().eq_ignore_ascii_case(s.trim()))
-            .cloned()
-            .ok_or_else(|| SourceError::Structure {
-                file: file.into(),
-                // Sheet names are partner input (one could be a child's name): not echoed.
-                detail: format!(
-                    "no sheet named {s:?} (the workbook has {} sheets)",
-                    names.len()
-                ),
-            })?,
-        None => names
-            .get(spec.sheet_index)
-            .cloned()
-            .ok_or_else(|| SourceError::Structure {
-                file: file.into(),
-                detail: format!("the workbook has no sheet {}", spec.sheet_index + 1),
-            })?,
-    };
+    let sheet = choose_sheet(&wb.sheet_names(), file, spec)?;
     let range = wb
         .worksheet_range(&sheet)
         .map_err(|_| SourceError::Structure {
             file: file.into(),
             detail: format!("sheet {sheet:?} cannot be read"),
         })?;
-    let Some((_, _)) = range.start() else {
+    if range.start().is_none() {
         return Err(SourceError::Empty { file: file.into() });
-    };
-    let (end_row, end_col) = range.end().unwrap_or((0, 0));
+    }
+    let (_, end_col) = range.end().unwrap_or((0, 0));
     let header_row = spec.header_row.max(1) as u32 - 1;
     let headers: Vec<String> = (0..=end_col)
         .map(|c| {
@@ -71,21 +50,58 @@ pub(super) fn read(
         .first_data_row
         .map(|r| r.max(1) as u32 - 1)
         .unwrap_or(header_row + 1);
+    read_rows(&range, first, &idx, spec, sink)
+}
+
+/// The sheet the spec names (by name, case-insensitively, or by position).
+fn choose_sheet(names: &[String], file: &str, spec: &SourceSpec) -> Result<String, SourceError> {
+    match &spec.sheet {
+        Some(s) => names
+            .iter()
+            .find(|n| n.trim().eq_ignore_ascii_case(s.trim()))
+            .cloned()
+            .ok_or_else(|| SourceError::Structure {
+                file: file.into(),
+                // Sheet names are partner input (one could be a child's name): not echoed.
+                detail: format!(
+                    "no sheet named {s:?} (the workbook has {} sheets)",
+                    names.len()
+                ),
+            }),
+        None => names
+            .get(spec.sheet_index)
+            .cloned()
+            .ok_or_else(|| SourceError::Structure {
+                file: file.into(),
+                detail: format!("the workbook has no sheet {}", spec.sheet_index + 1),
+            }),
+    }
+}
+
+/// The data rows from `first` on, wanted columns only. Rows with nothing in any mapped column
+/// are blank template rows, not records.
+fn read_rows(
+    range: &calamine::Range<Data>,
+    first: u32,
+    idx: &[Option<usize>],
+    spec: &SourceSpec,
+    sink: &mut Sink<'_>,
+) -> Result<u64, SourceError> {
+    let (end_row, _) = range.end().unwrap_or((0, 0));
     let mut buf = RowBuffer::new(&spec.wanted, spec.batch_rows);
     let mut values: Vec<Option<String>> = vec![None; spec.wanted.len()];
     for r in first..=end_row {
-        let mut bad: Option<(usize, &'static str)> = None;
-        for (k, (v, i)) in values.iter_mut().zip(&idx).enumerate() {
+        let mut bad: Option<(usize, Reason)> = None;
+        for (k, (v, i)) in values.iter_mut().zip(idx).enumerate() {
             *v = match i.and_then(|c| range.get_value((r, c as u32))) {
                 Some(Data::Error(_)) => {
-                    bad.get_or_insert((k, "cell_error"));
+                    bad.get_or_insert((k, Reason::CellError));
                     None
                 }
                 Some(d) => cell_text(d),
                 None => None,
             };
         }
-        // Rows with nothing in any mapped column are blank template rows, not records.
         if values
             .iter()
             .all(|v| v.as_deref().is_none_or(|s| s.trim().is_empty()))

@@ -35,7 +35,8 @@ QUERIES = {
           SELECT person_id, bool_or(is_minor) AS minor,
                  list_sort(list_distinct(flatten(list(exploitation) FILTER (WHERE exploitation IS NOT NULL)))) AS exploitation
           FROM cases WHERE person_id IS NOT NULL GROUP BY person_id)
-        SELECT s.person_id, s.first_seen, s.last_seen, s.partner_count, s.partners, s.countries, f.minor, f.exploitation
+        SELECT s.person_id, s.first_seen, s.last_seen, s.partner_count, s.partners, s.countries, f.minor, f.exploitation,
+               split_part(s.person_id, '_', 2) AS key_version
         FROM seen s LEFT JOIN facts f USING (person_id)""",
     "monthly_trends": """
         SELECT period AS month, reporting_country AS country, e AS exploitation, gender, is_minor AS minor,

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use tip::ingest::{FileStatus, Submission};
+use tip::ingest::{Channel, FileStatus, Submission};
 use tip::mapping::Mapping;
 use tip::source::Format;
 
@@ -62,11 +62,12 @@ fn key_new_writes_a_private_key_and_prints_nothing_secret() {
         .arg(&env.lake)
         .arg("--key-file")
         .arg(&key)
-        .args(["query", "SELECT 1"])
+        .args(["ingest", "--pipeline", "lt-ngo"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    assert!(!env.lake.exists(), "nothing written with a refused key");
 }
 
 #[test]
@@ -76,29 +77,52 @@ fn embedded_default_creates_a_dev_key_once_and_warns_every_run() {
     copy_dir(&repo().join("schemas"), &dir.path().join("schemas"));
     copy_dir(&repo().join("pipelines"), &dir.path().join("pipelines"));
     std::fs::remove_file(dir.path().join("pipelines/tip.toml")).unwrap();
-    let run = || {
-        Command::new(env!("CARGO_BIN_EXE_tip"))
-            .current_dir(dir.path())
-            .env_remove("TIP_KEY")
-            .args([
-                "query",
-                "--format",
-                "csv",
-                "SELECT count(*) AS n FROM cases",
-            ])
-            .output()
-            .unwrap()
+    let file = dir.path().join("cases.csv");
+    std::fs::write(
+        &file,
+        "case_number,given_name,family_name,birth_date,registered_on,gender,status\n\
+         A1,Ona,Testaite,2010-01-01,2025-03-01,female,presumed\n",
+    )
+    .unwrap();
+    let tip = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tip"));
+        c.current_dir(dir.path()).env_remove("TIP_KEY");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.args(args).output().unwrap()
     };
-    let first = run();
+    let count = [
+        "query",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM cases",
+    ];
+    let load = [
+        "load",
+        "--partner",
+        "LT-NGO-01",
+        "--type",
+        "case",
+        "cases.csv",
+    ];
+    // A reader needs no key and makes none.
+    let q = tip(&[], &count);
+    assert!(q.status.success(), "{}", stderr(&q));
+    assert_eq!(stdout(&q), "n\n0\n");
+    assert!(!dir.path().join(".tip/dev.key").exists());
+    assert!(!stderr(&q).contains("DEVELOPMENT"), "{}", stderr(&q));
+    // The first writer creates the development key, loudly.
+    let first = tip(&[], &load);
     assert!(first.status.success(), "{}", stderr(&first));
-    assert_eq!(stdout(&first), "n\n0\n");
     assert!(
         stderr(&first).contains("DEVELOPMENT pseudonymisation key"),
         "{}",
         stderr(&first)
     );
+    assert_eq!(stdout(&tip(&[], &count)), "n\n1\n");
     let key = std::fs::read_to_string(dir.path().join(".tip/dev.key")).unwrap();
-    let second = run();
+    let second = tip(&[], &load);
     assert!(stderr(&second).contains("DEVELOPMENT pseudonymisation key"));
     assert_eq!(
         std::fs::read_to_string(dir.path().join(".tip/dev.key")).unwrap(),
@@ -106,21 +130,16 @@ fn embedded_default_creates_a_dev_key_once_and_warns_every_run() {
         "created once"
     );
 
-    // TIP_KEY takes precedence and is not a development key.
-    let out = Command::new(env!("CARGO_BIN_EXE_tip"))
-        .current_dir(dir.path())
-        .env("TIP_KEY", "ab".repeat(32))
-        .args(["query", "SELECT 1"])
-        .output()
-        .unwrap();
+    // TIP_KEY takes precedence and is not a development key (on a lake of its own: this one
+    // keeps the development key).
+    let other = dir.path().join("other-lake");
+    let other = other.to_str().unwrap();
+    let mut args = vec!["--lake", other];
+    args.extend(load);
+    let out = tip(&[("TIP_KEY", &"ab".repeat(32))], &args);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("DEVELOPMENT"));
-    let bad = Command::new(env!("CARGO_BIN_EXE_tip"))
-        .current_dir(dir.path())
-        .env("TIP_KEY", "not a key")
-        .args(["query", "SELECT 1"])
-        .output()
-        .unwrap();
+    let bad = tip(&[("TIP_KEY", "not a key")], &args);
     assert!(!bad.status.success());
     assert!(
         !stderr(&bad).contains("not a key"),
@@ -132,7 +151,7 @@ fn embedded_default_creates_a_dev_key_once_and_warns_every_run() {
 async fn filters_on_country_and_period_prune_files() {
     let env = Env::new();
     let ctx = env.ctx().await;
-    tip::ingest::run_pipelines(&ctx, &[]).await.unwrap();
+    ctx.run_pipelines(&[]).await.unwrap();
     // Files the scan opened, from the plan's metrics.
     let files = |sql: &str| -> usize {
         let out = env.tip(&[
@@ -210,14 +229,24 @@ async fn arbitrary_input_never_panics() {
         let sub = Submission {
             partner: "LT-NGO-01",
             mapping: &mapping,
-            channel: "test",
+            channel: Channel::Load,
         };
-        let before = ctx.lake.versions(&ctx.table_names()).await.unwrap();
-        match tip::ingest::ingest_file(&ctx, &sub, &path).await {
+        let before = ctx
+            .lake
+            .versions(&crate::common::table_names(&ctx))
+            .await
+            .unwrap();
+        match ctx.ingest_file(&sub, &path).await {
             Ok(r) => {
                 if let FileStatus::Rejected(reason) = &r.status {
                     assert!(reason.contains(&format!("fuzz-{i}.bin")), "{reason}");
-                    assert_eq!(before, ctx.lake.versions(&ctx.table_names()).await.unwrap());
+                    assert_eq!(
+                        before,
+                        ctx.lake
+                            .versions(&crate::common::table_names(&ctx))
+                            .await
+                            .unwrap()
+                    );
                 }
             }
             Err(e) => {

@@ -1,8 +1,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use tip::app::App;
 use tip::config::TipConfig;
-use tip::ingest::Context;
+use tip::ingest::Ingestor;
 use tip::pseudonym::Key;
 
 pub fn repo() -> PathBuf {
@@ -25,11 +26,19 @@ impl Env {
         Env { dir, lake, key }
     }
 
-    pub async fn ctx(&self) -> Context {
+    /// The application core on this lake (no key).
+    pub fn app(&self) -> App {
         let cfg = TipConfig::load(&repo().join("pipelines/tip.toml"), false).expect("config");
-        Context::open(cfg, Some(self.lake.to_str().unwrap()), Some(&self.key))
+        App::open(cfg, Some(self.lake.to_str().unwrap())).expect("app")
+    }
+
+    /// The ingestion side on this lake, with this key.
+    pub async fn ctx(&self) -> Ingestor {
+        self.app()
+            .ingestion(Some(&self.key))
             .await
-            .expect("context")
+            .expect("ingestion")
+            .ingestor
     }
 
     /// Runs the tip binary from the repository root against this lake and key.
@@ -74,7 +83,7 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// `SELECT ...` returning one integer.
-pub async fn scalar(ctx: &Context, sql: &str) -> i64 {
+pub async fn scalar(ctx: &Ingestor, sql: &str) -> i64 {
     let s = tip::query::Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, None)
         .await
         .expect("session");
@@ -103,4 +112,12 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// Every table of the lake.
+pub fn table_names(ctx: &Ingestor) -> Vec<String> {
+    tip::lake::Lake::specs(&ctx.catalog)
+        .into_iter()
+        .map(|s| s.name)
+        .collect()
 }

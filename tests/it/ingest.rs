@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use tip::generate::Truth;
-use tip::ingest::{FileStatus, Submission};
+use tip::ingest::{Channel, FileStatus, Submission};
 use tip::mapping::Mapping;
 use tip::source::Format;
 
@@ -20,7 +20,7 @@ fn truth() -> Truth {
 async fn sample_data_matches_ground_truth_and_reingest_is_a_noop() {
     let env = Env::new();
     let ctx = env.ctx().await;
-    let reports = tip::ingest::run_pipelines(&ctx, &[]).await.expect("ingest");
+    let reports = ctx.run_pipelines(&[]).await.expect("ingest");
     let truth = truth();
 
     // Every truth file has exactly one report, with its accepted rows and its planted bad rows.
@@ -106,16 +106,22 @@ async fn sample_data_matches_ground_truth_and_reingest_is_a_noop() {
     );
 
     // Re-ingest: nothing changes, not even a Delta version.
-    let before = ctx.lake.versions(&ctx.table_names()).await.unwrap();
-    let again = tip::ingest::run_pipelines(&ctx, &[])
+    let before = ctx
+        .lake
+        .versions(&crate::common::table_names(&ctx))
         .await
-        .expect("re-ingest");
+        .unwrap();
+    let again = ctx.run_pipelines(&[]).await.expect("re-ingest");
     for p in &again {
         for f in &p.files {
             assert_eq!(f.status, FileStatus::Unchanged, "{}", f.file);
         }
     }
-    let after = ctx.lake.versions(&ctx.table_names()).await.unwrap();
+    let after = ctx
+        .lake
+        .versions(&crate::common::table_names(&ctx))
+        .await
+        .unwrap();
     assert_eq!(before, after);
 }
 
@@ -157,7 +163,7 @@ async fn resubmission_replaces_the_period_in_one_commit() {
     let sub = Submission {
         partner: "LT-NGO-01",
         mapping: &mapping,
-        channel: "test",
+        channel: Channel::Load,
     };
 
     let first = write(
@@ -167,7 +173,7 @@ async fn resubmission_replaces_the_period_in_one_commit() {
             "{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-03-03,female,LT,identified,sexual\nA2,Jonas,Kazlauskas,2011-05-06,2025-03-10,male,LT,presumed,labour\nA3,Eglė,Šimkutė,2010-07-08,2025-03-20,female,LT,identified,sexual;online_sexual\n"
         ),
     );
-    let r1 = tip::ingest::ingest_file(&ctx, &sub, &first).await.unwrap();
+    let r1 = ctx.ingest_file(&sub, &first).await.unwrap();
     assert_eq!(r1.status, FileStatus::Committed);
     assert_eq!(r1.rows_accepted, 3);
     let v1 = r1.table_version.unwrap();
@@ -175,14 +181,14 @@ async fn resubmission_replaces_the_period_in_one_commit() {
     let other = Submission {
         partner: "LV-POL-01",
         mapping: &mapping,
-        channel: "test",
+        channel: Channel::Load,
     };
     let lv = write(
         &env,
         "lv.csv",
         &format!("{HEADER}\nB1,Anna,Bērziņa,2012-02-02,2025-03-05,female,LV,identified,sexual\n"),
     );
-    tip::ingest::ingest_file(&ctx, &other, &lv).await.unwrap();
+    ctx.ingest_file(&other, &lv).await.unwrap();
     let lake_version_before = ctx
         .lake
         .versions(&["submissions".to_string()])
@@ -196,9 +202,7 @@ async fn resubmission_replaces_the_period_in_one_commit() {
             "{HEADER}\nA1,Ona,Petraitytė,2012-01-02,2025-03-03,female,LT,identified,sexual\nA3,Eglė,Šimkutė,2010-07-08,2025-03-21,female,LT,identified,sexual\n"
         ),
     );
-    let r2 = tip::ingest::ingest_file(&ctx, &sub, &corrected)
-        .await
-        .unwrap();
+    let r2 = ctx.ingest_file(&sub, &corrected).await.unwrap();
     assert_eq!(r2.status, FileStatus::Committed);
     let v2 = r2.table_version.unwrap();
     assert_eq!(
@@ -252,7 +256,11 @@ async fn rejected_files_leave_every_table_version_unchanged() {
     );
     let out = env.load_on(&env.lake, "LT-NGO-01", "case", &good);
     assert!(out.status.success(), "{}", stderr(&out));
-    let before = ctx.lake.versions(&ctx.table_names()).await.unwrap();
+    let before = ctx
+        .lake
+        .versions(&crate::common::table_names(&ctx))
+        .await
+        .unwrap();
 
     let mut cp1257 = encoding_rs::WINDOWS_1257
         .encode(&format!(
@@ -304,7 +312,11 @@ async fn rejected_files_leave_every_table_version_unchanged() {
             !err.contains("Ona") && !err.contains("Žydrūnė"),
             "{name}: {err}"
         );
-        let after = ctx.lake.versions(&ctx.table_names()).await.unwrap();
+        let after = ctx
+            .lake
+            .versions(&crate::common::table_names(&ctx))
+            .await
+            .unwrap();
         assert_eq!(before, after, "{name} changed the lake");
     }
     // Row-level problems do not fail the file: they are counted and reported by row and field.

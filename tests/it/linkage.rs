@@ -12,7 +12,7 @@ use crate::common::{Env, repo};
 async fn person_id_linkage_precision_and_recall() {
     let env = Env::new();
     let ctx = env.ctx().await;
-    tip::ingest::run_pipelines(&ctx, &[]).await.unwrap();
+    ctx.run_pipelines(&[]).await.unwrap();
     let truth: tip::generate::Truth = serde_json::from_str(
         &std::fs::read_to_string(repo().join("sample-data/ground-truth.json")).unwrap(),
     )

@@ -1,11 +1,13 @@
 //! tip's integration tests: one test binary (each extra binary relinks DataFusion).
 //! Everything is real: a Delta lake in a temporary directory, the `tip` binary, the sample data.
 
+mod app;
 mod cli;
 mod common;
 mod extract;
 mod htcds;
 mod ingest;
+mod layering;
 mod linkage;
 mod partner_side;
 mod privacy;

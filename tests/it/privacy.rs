@@ -17,7 +17,7 @@ use crate::common::{Env, all_files, repo, stderr, stdout};
 
 /// Every identifier value in the sample data, read with tip's own readers: the identifier
 /// fields of every feed, plus the columns no mapping reads (notes, e-mails, phones, addresses).
-fn sample_identifiers(ctx: &tip::ingest::Context) -> (BTreeSet<String>, BTreeSet<String>) {
+fn sample_identifiers(ctx: &tip::ingest::Ingestor) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut names = BTreeSet::new();
     let mut other = BTreeSet::new();
     let extra_columns = [
@@ -32,7 +32,9 @@ fn sample_identifiers(ctx: &tip::ingest::Context) -> (BTreeSet<String>, BTreeSet
     ];
     let pipelines = tip::config::load_pipelines(&repo().join("pipelines/partners")).unwrap();
     for p in &pipelines {
-        for (mapping, pattern) in tip::ingest::pipeline_mappings(ctx, p).unwrap() {
+        for (mapping, pattern) in
+            tip::ingest::pipeline_mappings(&ctx.config, &ctx.catalog, &ctx.registry, p).unwrap()
+        {
             let record = ctx.catalog.record(&mapping.record_type).unwrap();
             let dir = repo().join(&p.source.path);
             for f in all_files(&dir) {

@@ -42,7 +42,8 @@ fn the_gate_refuses_writes_and_paths_and_nothing_is_written() {
     let secret = env.path("outside.csv");
     std::fs::write(&secret, "a,b\n1,2\n").unwrap();
     let before: Vec<_> = {
-        let _ = env.tip(&["tables"]);
+        let o = env.tip(&["ingest", "--pipeline", "lt-ngo"]);
+        assert!(o.status.success(), "{}", stderr(&o));
         all_files(&env.lake)
     };
     let s = secret.display().to_string();
@@ -79,7 +80,7 @@ fn the_gate_refuses_writes_and_paths_and_nothing_is_written() {
 async fn export_writes_a_complete_hive_partitioned_snapshot() {
     let env = Env::new();
     let ctx = env.ctx().await;
-    tip::ingest::run_pipelines(&ctx, &[]).await.unwrap();
+    ctx.run_pipelines(&[]).await.unwrap();
     let out = env.path("export");
     let o = env.tip(&["export", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use tip::schedule::{Cron, Job, JobKind, MAX_ATTEMPTS, RunEvent, Runner, State, tick};
+use tip::cron::Cron;
+use tip::lake::system::{RunEvent, RunOutcome};
+use tip::schedule::{Job, JobKind, MAX_ATTEMPTS, Runner, tick};
 
 use crate::common::{Env, stderr, stdout};
 
@@ -115,12 +117,11 @@ async fn jobs_run_when_due_once_after_downtime_and_again_after_a_crash() {
     assert!(fake.take().is_empty());
 
     // A run that started and never finished (the process died) is retried at the next tick.
-    let state = State { lake: &ctx.lake };
-    state
-        .record(&RunEvent {
+    ctx.lake
+        .record_run(&RunEvent {
             job: "extract:monthly".into(),
             slot: "2025-08-03T02:00:00Z".into(),
-            event: "started".into(),
+            event: RunOutcome::Started,
             at: "2025-08-03T02:00:00Z".into(),
             message: None,
         })
@@ -151,10 +152,10 @@ async fn jobs_run_when_due_once_after_downtime_and_again_after_a_crash() {
         .unwrap();
     }
     assert_eq!(fake.take().len(), MAX_ATTEMPTS);
-    let events = state.events().await.unwrap();
+    let events = ctx.lake.run_events().await.unwrap();
     let failed: Vec<&RunEvent> = events
         .iter()
-        .filter(|e| e.slot == "2025-09-03T02:00:00Z" && e.event == "failed")
+        .filter(|e| e.slot == "2025-09-03T02:00:00Z" && e.event == RunOutcome::Failed)
         .collect();
     assert_eq!(failed.len(), MAX_ATTEMPTS);
     assert_eq!(

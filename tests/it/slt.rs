@@ -9,7 +9,7 @@
 
 use datafusion::arrow::array::Array;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use tip::ingest::Submission;
+use tip::ingest::{Channel, Submission};
 use tip::mapping::Mapping;
 use tip::query::Session;
 use tip::source::Format;
@@ -118,9 +118,9 @@ async fn view_semantics_on_hand_made_data() {
         let sub = Submission {
             partner,
             mapping: &mapping,
-            channel: "test",
+            channel: Channel::Load,
         };
-        let r = tip::ingest::ingest_file(&ctx, &sub, &f).await.unwrap();
+        let r = ctx.ingest_file(&sub, &f).await.unwrap();
         assert!(r.issues.is_empty(), "{stem}: {:?}", r.issues);
     }
     let session = Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, None)

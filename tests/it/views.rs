@@ -19,7 +19,7 @@ pub const VIEWS: &[&str] = &[
 async fn every_view_matches_duckdb_on_the_exported_sample_lake() {
     let env = Env::new();
     let ctx = env.ctx().await;
-    tip::ingest::run_pipelines(&ctx, &[]).await.unwrap();
+    ctx.run_pipelines(&[]).await.unwrap();
     let export = env.path("export");
     let out = env.tip(&["export", "--out", export.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -55,7 +55,7 @@ async fn every_view_matches_duckdb_on_the_exported_sample_lake() {
 async fn the_readme_questions_are_answered_by_one_statement_each() {
     let env = Env::new();
     let ctx = env.ctx().await;
-    tip::ingest::run_pipelines(&ctx, &[]).await.unwrap();
+    ctx.run_pipelines(&[]).await.unwrap();
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let blocks: Vec<&str> = readme
         .split("```sql\n")

@@ -5,23 +5,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::{grid, rules_text};
 use crate::disclosure::Published;
-use crate::extract::{ExtractDef, TableOut, grid, rules_text};
-
-pub fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
+use crate::extract::{Built, ExtractDef, TableOut};
+use crate::util::html::escape;
+use crate::util::months::shift_month;
 
 const PALETTE: &[&str] = &[
     "#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#66418c", "#00798c", "#8d6a9f", "#5c5c5c",
@@ -35,8 +23,8 @@ tr.total td{font-weight:bold;background:#fafafa}.s{color:#a33}.scroll{overflow-x
 ul.rules li{margin:.3rem 0}";
 
 /// The report for one month.
-pub fn html(def: &ExtractDef, month: &str, tables: &[TableOut]) -> String {
-    let rules = &def.disclosure;
+pub fn report(def: &ExtractDef, month: &str, built: &Built) -> String {
+    let (rules, tables) = (&def.disclosure, &built.tables);
     let mut h = String::new();
     let _ = write!(
         h,
@@ -46,6 +34,18 @@ pub fn html(def: &ExtractDef, month: &str, tables: &[TableOut]) -> String {
         escape(&def.title),
         escape(month)
     );
+    if built.key_epochs.len() > 1 {
+        let _ = writeln!(
+            h,
+            "<p class=\"s\" id=\"key-epochs\">The figures span {} key epochs (the pseudonymisation key was changed on {}): a child reported both before and after a change has two pseudonyms and is counted twice.</p>",
+            built.key_epochs.len(),
+            built.key_epochs[1..]
+                .iter()
+                .map(|e| escape(e.started_at.get(..10).unwrap_or(&e.started_at)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let by_name: BTreeMap<&str, &TableOut> = tables.iter().map(|t| (t.name.as_str(), t)).collect();
     if let Some(t) = def.charts.trend.as_deref().and_then(|n| by_name.get(n)) {
         h.push_str("<h2 id=\"trend\">Trend over the last 12 months</h2>\n");
@@ -96,74 +96,61 @@ pub fn html(def: &ExtractDef, month: &str, tables: &[TableOut]) -> String {
 }
 
 /// Lines by country over the months; a suppressed month is an open circle on the axis.
-fn trend_chart(t: &TableOut, month: &str, threshold: u64) -> String {
-    let (w, hgt, left, right, top, bottom) = (760.0, 320.0, 50.0, 130.0, 20.0, 40.0);
-    let months: Vec<String> = (0..12)
-        .rev()
-        .filter_map(|i| crate::extract::shift_month(month, -i))
-        .collect();
-    // value[country][month]
-    let mut series: BTreeMap<&str, Vec<Option<Published>>> = BTreeMap::new();
-    for (c, country) in t.columns.iter().enumerate() {
-        let mut v = vec![Some(Published::Zero); months.len()];
-        for (r, key) in t.row_keys.iter().enumerate() {
-            if let Some(m) = months.iter().position(|m| Some(m) == key.first()) {
-                v[m] = Some(t.cells[r][c]);
-            }
+/// The geometry of the trend chart.
+struct Plot {
+    w: f64,
+    hgt: f64,
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    max: f64,
+}
+
+impl Plot {
+    fn x(&self, i: usize) -> f64 {
+        self.left + (self.w - self.left - self.right) * i as f64 / 11.0
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        self.top + (self.hgt - self.top - self.bottom) * (1.0 - v / self.max)
+    }
+
+    /// Gridlines with their values, and the months along the bottom.
+    fn axes(&self, s: &mut String, months: &[String]) {
+        for k in 0..=4 {
+            let v = self.max * k as f64 / 4.0;
+            let y = self.y(v);
+            let _ = writeln!(
+                s,
+                "<line x1=\"{}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e4e4e4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
+                self.left,
+                self.w - self.right,
+                self.left - 6.0,
+                y + 4.0,
+                v.round()
+            );
         }
-        series.insert(country.as_str(), v);
+        for (i, m) in months.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{}</text>",
+                self.x(i),
+                self.hgt - self.bottom + 16.0,
+                escape(&m[2..])
+            );
+        }
     }
-    let max = series
-        .values()
-        .flatten()
-        .filter_map(|p| p.and_then(|p| p.number()))
-        .max()
-        .unwrap_or(0)
-        .max(threshold)
-        .max(1) as f64;
-    let px = |i: usize| left + (w - left - right) * i as f64 / 11.0;
-    let py = |v: f64| top + (hgt - top - bottom) * (1.0 - v / max);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<svg id=\"trend-chart\" role=\"img\" aria-label=\"Line chart: children by month and country\" viewBox=\"0 0 {w} {hgt}\" width=\"{w}\" height=\"{hgt}\" xmlns=\"http://www.w3.org/2000/svg\">\n"
-    );
-    // Axes and gridlines.
-    for k in 0..=4 {
-        let v = max * k as f64 / 4.0;
-        let y = py(v);
-        let _ = writeln!(
-            s,
-            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e4e4e4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
-            w - right,
-            left - 6.0,
-            y + 4.0,
-            v.round()
-        );
-    }
-    for (i, m) in months.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{}</text>",
-            px(i),
-            hgt - bottom + 16.0,
-            escape(&m[2..])
-        );
-    }
-    for (n, (country, vals)) in series.iter().enumerate() {
-        let color = PALETTE[n % PALETTE.len()];
+
+    /// One country's line: broken where a month is suppressed.
+    fn line(&self, s: &mut String, country: &str, vals: &[Option<Published>], color: &str) {
         let mut path = String::new();
         let mut pen_down = false;
         for (i, v) in vals.iter().enumerate() {
             match v.and_then(|p| p.number()) {
                 Some(x) => {
-                    let _ = write!(
-                        path,
-                        "{}{:.1},{:.1} ",
-                        if pen_down { "L" } else { "M" },
-                        px(i),
-                        py(x as f64)
-                    );
+                    let pen = if pen_down { "L" } else { "M" };
+                    let _ = write!(path, "{pen}{:.1},{:.1} ", self.x(i), self.y(x as f64));
                     pen_down = true;
                 }
                 None => pen_down = false,
@@ -175,53 +162,124 @@ fn trend_chart(t: &TableOut, month: &str, threshold: u64) -> String {
             escape(country),
             path.trim_end()
         );
-        for (i, v) in vals.iter().enumerate() {
+    }
+
+    /// A point per month: filled with its value, open on the axis where suppressed.
+    fn points(&self, s: &mut String, line: &Series, months: &[String], threshold: u64) {
+        let (country, color) = (escape(line.country), line.color);
+        for (i, v) in line.values.iter().enumerate() {
+            let month = escape(&months[i]);
             match v {
                 Some(p) if p.suppressed() => {
+                    let label = if *p == Published::Small {
+                        format!("&lt;{threshold}")
+                    } else {
+                        "x".into()
+                    };
                     let _ = writeln!(
                         s,
-                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"white\" stroke=\"{color}\"><title>{} {}: {}</title></circle>",
-                        px(i),
-                        py(0.0),
-                        escape(country),
-                        escape(&months[i]),
-                        if *p == Published::Small {
-                            format!("&lt;{threshold}")
-                        } else {
-                            "x".into()
-                        }
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"white\" stroke=\"{color}\"><title>{country} {month}: {label}</title></circle>",
+                        self.x(i),
+                        self.y(0.0),
                     );
                 }
                 Some(p) => {
                     let x = p.number().unwrap_or(0);
                     let _ = writeln!(
                         s,
-                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{color}\"><title>{} {}: {x}</title></circle>",
-                        px(i),
-                        py(x as f64),
-                        escape(country),
-                        escape(&months[i])
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{color}\"><title>{country} {month}: {x}</title></circle>",
+                        self.x(i),
+                        self.y(x as f64),
                     );
                 }
                 None => {}
             }
         }
-        let ly = top + 16.0 * n as f64;
+    }
+
+    fn legend(&self, s: &mut String, n: usize, country: &str, color: &str) {
+        let ly = self.top + 16.0 * n as f64;
         let _ = writeln!(
             s,
             "<rect x=\"{}\" y=\"{ly:.1}\" width=\"10\" height=\"10\" fill=\"{color}\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"12\">{}</text>",
-            w - right + 15.0,
-            w - right + 30.0,
+            self.w - self.right + 15.0,
+            self.w - self.right + 30.0,
             ly + 9.0,
             escape(country)
         );
+    }
+}
+
+/// One country's published counts over the twelve months.
+struct Series<'a> {
+    country: &'a str,
+    values: Vec<Option<Published>>,
+    color: &'static str,
+}
+
+/// value[country][month] of a table with dimensions [month, country].
+fn trend_series<'a>(t: &'a TableOut, months: &[String]) -> Vec<Series<'a>> {
+    let mut by_country: BTreeMap<&str, Vec<Option<Published>>> = BTreeMap::new();
+    for (c, country) in t.columns.iter().enumerate() {
+        let mut v = vec![Some(Published::Zero); months.len()];
+        for (r, key) in t.row_keys.iter().enumerate() {
+            if let Some(m) = months.iter().position(|m| Some(m) == key.first()) {
+                v[m] = Some(t.cells[r][c]);
+            }
+        }
+        by_country.insert(country.as_str(), v);
+    }
+    by_country
+        .into_iter()
+        .enumerate()
+        .map(|(n, (country, values))| Series {
+            country,
+            values,
+            color: PALETTE[n % PALETTE.len()],
+        })
+        .collect()
+}
+
+fn trend_chart(t: &TableOut, month: &str, threshold: u64) -> String {
+    let months: Vec<String> = (0..12)
+        .rev()
+        .filter_map(|i| shift_month(month, -i))
+        .collect();
+    let series = trend_series(t, &months);
+    let max = series
+        .iter()
+        .flat_map(|l| l.values.iter())
+        .filter_map(|p| p.and_then(|p| p.number()))
+        .max()
+        .unwrap_or(0)
+        .max(threshold)
+        .max(1) as f64;
+    let plot = Plot {
+        w: 760.0,
+        hgt: 320.0,
+        left: 50.0,
+        right: 130.0,
+        top: 20.0,
+        bottom: 40.0,
+        max,
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "<svg id=\"trend-chart\" role=\"img\" aria-label=\"Line chart: children by month and country\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        w = plot.w,
+        h = plot.hgt
+    );
+    plot.axes(&mut s, &months);
+    for (n, line) in series.iter().enumerate() {
+        plot.line(&mut s, line.country, &line.values, line.color);
+        plot.points(&mut s, line, &months, threshold);
+        plot.legend(&mut s, n, line.country, line.color);
     }
     s.push_str("</svg>\n<p>Open circles on the axis: months with fewer than the threshold, not shown.</p>\n");
     s
 }
 
-/// Sending countries on the left, receiving countries on the right; a band per pair as wide as
-/// its published total; withheld pairs dashed.
 fn flow_chart(t: &TableOut, rules: &crate::disclosure::Rules) -> String {
     // Row keys start with (from, to); a two-dimensional table has the receiving country as
     // its column instead.

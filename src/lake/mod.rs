@@ -1,6 +1,9 @@
-//! The lake: one Delta table per record type, plus the submission ledger and the quarantine
-//! report, in a local directory (default) or object storage. All Delta-specific code lives here
-//! and in `query`.
+//! The lake: one Delta table per record type, plus the system tables (the submission ledger,
+//! the quarantine report, the scheduler's runs and the key epochs, in [`system`]), in a local
+//! directory (default) or object storage. All Delta-specific code lives here and in `query`.
+//!
+//! Opening a lake reads nothing and writes nothing: readers (analysts, extracts) never create
+//! a table or a directory. Only a writer calls [`Lake::create_missing_tables`].
 //!
 //! A submission is committed as one Delta commit on its record table: new files added and the
 //! partner's earlier rows for the same period removed together (`replace_where`), so a reader
@@ -8,11 +11,13 @@
 //! after the data commit; a crash between the two leaves consistent data, and re-running the
 //! same file replaces it with identical rows.
 
+pub mod system;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::arrow::record_batch::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::TaskContext;
@@ -37,49 +42,10 @@ pub enum LakeError {
     Delta { table: String, message: String },
     #[error("--as-of {0:?}: expected a Delta version number or an RFC 3339 timestamp")]
     AsOf(String),
-}
-
-/// The ledger of submissions: one row per file accepted into the lake.
-pub const LEDGER: &str = "submissions";
-/// Row-level problems: row number, field and reason code, never values.
-pub const QUARANTINE: &str = "quarantine";
-
-pub fn ledger_schema() -> SchemaRef {
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    Arc::new(Schema::new(vec![
-        Field::new("submission_id", DataType::Utf8, false),
-        Field::new("partner", DataType::Utf8, false),
-        Field::new("record_type", DataType::Utf8, false),
-        Field::new("source_sha256", DataType::Utf8, false),
-        Field::new("format", DataType::Utf8, false),
-        Field::new("channel", DataType::Utf8, false),
-        Field::new("period_from", DataType::Utf8, true),
-        Field::new("period_to", DataType::Utf8, true),
-        Field::new("rows_read", DataType::Int64, false),
-        Field::new("rows_accepted", DataType::Int64, false),
-        Field::new("rows_quarantined", DataType::Int64, false),
-        Field::new("table_version", DataType::Int64, true),
-        // Every table's version once this submission was committed, as JSON: the lake version
-        // `--as-of N` (N a version of this ledger) reads each table at.
-        Field::new("lake_versions", DataType::Utf8, false),
-        Field::new("key_version", DataType::Utf8, false),
-        Field::new("schema_version", DataType::Int32, false),
-        Field::new("ingested_at", ts, false),
-    ]))
-}
-
-pub fn quarantine_schema() -> SchemaRef {
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    Arc::new(Schema::new(vec![
-        Field::new("submission_id", DataType::Utf8, false),
-        Field::new("partner", DataType::Utf8, false),
-        Field::new("record_type", DataType::Utf8, false),
-        Field::new("source_sha256", DataType::Utf8, false),
-        Field::new("source_row", DataType::Int64, false),
-        Field::new("field", DataType::Utf8, false),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("ingested_at", ts, false),
-    ]))
+    #[error(
+        "no lake at {0}: nothing has been ingested there yet (a writer creates it: `tip ingest` or `tip load`)"
+    )]
+    Missing(String),
 }
 
 /// A point in the lake's history: a lake version (a version of the `submissions` ledger, each
@@ -113,6 +79,13 @@ impl AsOf {
     }
 }
 
+/// A table tip keeps: its name, columns and partition columns.
+pub struct TableSpec {
+    pub name: String,
+    pub schema: SchemaRef,
+    pub partitions: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Lake {
     root: Url,
@@ -120,7 +93,7 @@ pub struct Lake {
 }
 
 impl Lake {
-    /// Opens the lake at a directory or URL, creating a local directory when needed.
+    /// The lake at a directory or URL. Reads and writes nothing.
     pub fn open(location: &str) -> Result<Lake, LakeError> {
         let bad = |message: String| LakeError::Location {
             location: location.to_string(),
@@ -133,8 +106,7 @@ impl Lake {
             }
             u
         } else {
-            std::fs::create_dir_all(location).map_err(|e| bad(e.kind().to_string()))?;
-            let abs = std::fs::canonicalize(location).map_err(|e| bad(e.kind().to_string()))?;
+            let abs = std::path::absolute(location).map_err(|e| bad(e.kind().to_string()))?;
             Url::from_directory_path(&abs).map_err(|_| bad("not an absolute path".into()))?
         };
         Ok(Lake {
@@ -149,62 +121,80 @@ impl Lake {
             .expect("table names are plain identifiers")
     }
 
-    fn err(table: &str, e: impl std::fmt::Display) -> LakeError {
+    pub(crate) fn err(table: &str, e: impl std::fmt::Display) -> LakeError {
         LakeError::Delta {
             table: table.to_string(),
             message: e.to_string(),
         }
     }
 
-    /// Creates every table that does not exist yet, empty, so a query on a new lake answers 0.
-    pub async fn ensure_tables(&self, catalog: &Catalog) -> Result<(), LakeError> {
-        let mut wanted: Vec<(String, SchemaRef, Vec<String>)> = catalog
+    /// Every table of a lake: one per record type, then the system tables.
+    pub fn specs(catalog: &Catalog) -> Vec<TableSpec> {
+        let mut out: Vec<TableSpec> = catalog
             .records
             .values()
-            .map(|r| {
-                (
-                    r.table.clone(),
-                    r.stored_schema(),
-                    PARTITION_COLUMNS.iter().map(|s| s.to_string()).collect(),
-                )
+            .map(|r| TableSpec {
+                name: r.table.clone(),
+                schema: r.stored_schema(),
+                partitions: PARTITION_COLUMNS.iter().map(|s| s.to_string()).collect(),
             })
             .collect();
-        wanted.push((LEDGER.into(), ledger_schema(), vec![]));
-        wanted.push((QUARANTINE.into(), quarantine_schema(), vec![]));
-        wanted.push((
-            crate::schedule::RUNS.into(),
-            crate::schedule::runs_schema(),
-            vec![],
-        ));
-        for (name, schema, parts) in wanted {
-            if let Ok(dir) = self.table_url(&name).to_file_path() {
-                std::fs::create_dir_all(&dir).map_err(|e| Self::err(&name, e.kind()))?;
-            }
-            let table = DeltaTable::try_from_url(self.table_url(&name))
-                .await
-                .map_err(|e| Self::err(&name, e))?;
-            if table.version().is_some() {
-                continue;
-            }
-            let kernel: deltalake::kernel::StructType = schema
-                .as_ref()
-                .try_into_kernel()
-                .map_err(|e| Self::err(&name, e))?;
-            let res = table
-                .create()
-                .with_table_name(&name)
-                .with_columns(kernel.fields().cloned())
-                .with_partition_columns(parts)
-                .with_save_mode(SaveMode::Ignore)
-                .await;
-            if let Err(e) = res {
-                // Another process may have created it at the same moment.
-                let again = DeltaTable::try_from_url(self.table_url(&name))
-                    .await
-                    .map_err(|e| Self::err(&name, e))?;
-                if again.version().is_none() {
-                    return Err(Self::err(&name, e));
-                }
+        out.extend(system::specs());
+        out
+    }
+
+    /// Whether the lake has been created (by a writer): its ledger exists.
+    pub async fn exists(&self) -> bool {
+        self.try_table(system::LEDGER, None)
+            .await
+            .is_ok_and(|t| t.is_some())
+    }
+
+    /// Fails with a clear message when nothing was ever written here.
+    pub async fn require(&self) -> Result<(), LakeError> {
+        if self.exists().await {
+            Ok(())
+        } else {
+            Err(LakeError::Missing(self.location.clone()))
+        }
+    }
+
+    /// Writers only: creates every table that does not exist yet, empty, so a query on a new
+    /// lake answers 0.
+    pub async fn create_missing_tables(&self, catalog: &Catalog) -> Result<(), LakeError> {
+        for spec in Lake::specs(catalog) {
+            self.create_table(&spec).await?;
+        }
+        Ok(())
+    }
+
+    async fn create_table(&self, spec: &TableSpec) -> Result<(), LakeError> {
+        let name = spec.name.as_str();
+        if let Ok(dir) = self.table_url(name).to_file_path() {
+            std::fs::create_dir_all(&dir).map_err(|e| Self::err(name, e.kind()))?;
+        }
+        let table = DeltaTable::try_from_url(self.table_url(name))
+            .await
+            .map_err(|e| Self::err(name, e))?;
+        if table.version().is_some() {
+            return Ok(());
+        }
+        let kernel: deltalake::kernel::StructType = spec
+            .schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| Self::err(name, e))?;
+        let res = table
+            .create()
+            .with_table_name(name)
+            .with_columns(kernel.fields().cloned())
+            .with_partition_columns(spec.partitions.clone())
+            .with_save_mode(SaveMode::Ignore)
+            .await;
+        if let Err(e) = res {
+            // Another process may have created it at the same moment.
+            if self.try_table(name, None).await?.is_none() {
+                return Err(Self::err(name, e));
             }
         }
         Ok(())
@@ -226,6 +216,28 @@ impl Lake {
         b.load().await.map_err(|e| Self::err(name, e))
     }
 
+    /// The table, or None when no writer has created it.
+    pub async fn try_table(
+        &self,
+        name: &str,
+        at: Option<&TablePoint>,
+    ) -> Result<Option<DeltaTable>, LakeError> {
+        let exists = match self.table_url(name).to_file_path() {
+            Ok(dir) => dir.join("_delta_log").is_dir(),
+            Err(_) => {
+                let t = DeltaTableBuilder::from_url(self.table_url(name))
+                    .map_err(|e| Self::err(name, e))?
+                    .build()
+                    .map_err(|e| Self::err(name, e))?;
+                t.verify_deltatable_existence().await.unwrap_or(false)
+            }
+        };
+        if !exists {
+            return Ok(None);
+        }
+        self.table(name, at).await.map(Some)
+    }
+
     /// Where each of `tables` is read for a lake-wide point in history.
     pub async fn resolve(
         &self,
@@ -239,13 +251,13 @@ impl Lake {
                 .collect()),
             AsOf::Version(v) => {
                 let ledger = self
-                    .table(LEDGER, Some(&TablePoint::Version(*v)))
+                    .table(system::LEDGER, Some(&TablePoint::Version(*v)))
                     .await
                     .map_err(|_| LakeError::AsOf(format!("{v} (the lake has no version {v})")))?;
-                let versions = latest_lake_versions(&ledger).await?;
+                let versions = system::latest_lake_versions(&ledger).await?;
                 let mut out = HashMap::new();
                 for n in tables {
-                    let point = if n == LEDGER {
+                    let point = if n == system::LEDGER {
                         TablePoint::Version(*v)
                     } else {
                         // A table no submission had touched yet is at its creation.
@@ -258,12 +270,15 @@ impl Lake {
         }
     }
 
-    /// The latest version of each table.
+    /// The latest version of each table (-1 for a table not created yet).
     pub async fn versions(&self, names: &[String]) -> Result<HashMap<String, i64>, LakeError> {
         let mut out = HashMap::new();
         for n in names {
-            let t = self.table(n, None).await?;
-            out.insert(n.clone(), t.version().map(|v| v as i64).unwrap_or(-1));
+            let v = match self.try_table(n, None).await? {
+                Some(t) => t.version().map(|v| v as i64).unwrap_or(-1),
+                None => -1,
+            };
+            out.insert(n.clone(), v);
         }
         Ok(out)
     }
@@ -301,21 +316,39 @@ impl Lake {
         Ok(written.version().map(|v| v as i64).unwrap_or(-1))
     }
 
+    /// Commits the batches a producer sends on `rx` (an error from it aborts the commit), in
+    /// place of the rows that match `replace`.
+    pub async fn replace_from_channel(
+        &self,
+        table_name: &str,
+        schema: SchemaRef,
+        rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, String>>,
+        replace: Expr,
+        metadata: Vec<(String, serde_json::Value)>,
+    ) -> Result<i64, LakeError> {
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|x| (x.map_err(datafusion::error::DataFusionError::Execution), rx))
+        });
+        let stream = Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            stream.boxed(),
+        ));
+        self.replace_with_stream(table_name, schema, stream, replace, metadata)
+            .await
+    }
+
     /// Appends rows to a table in one commit.
     pub async fn append(
         &self,
         table_name: &str,
         batches: Vec<RecordBatch>,
     ) -> Result<i64, LakeError> {
-        if batches.iter().all(|b| b.num_rows() == 0) {
-            return Ok(self
-                .table(table_name, None)
-                .await?
-                .version()
-                .map(|v| v as i64)
-                .unwrap_or(-1));
-        }
         let table = self.table(table_name, None).await?;
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(table.version().map(|v| v as i64).unwrap_or(-1));
+        }
         let written = table
             .write(batches)
             .with_save_mode(SaveMode::Append)
@@ -323,50 +356,6 @@ impl Lake {
             .map_err(|e| Self::err(table_name, e))?;
         Ok(written.version().map(|v| v as i64).unwrap_or(-1))
     }
-}
-
-/// The `lake_versions` of the most recent ledger row in this ledger snapshot.
-async fn latest_lake_versions(ledger: &DeltaTable) -> Result<HashMap<String, u64>, LakeError> {
-    use datafusion::arrow::array::{Array, StringArray};
-    let ctx = datafusion::prelude::SessionContext::new();
-    let err = |e: &dyn std::fmt::Display| Lake::err(LEDGER, e);
-    ledger
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| err(&e))?;
-    let provider = ledger.table_provider().await.map_err(|e| err(&e))?;
-    ctx.register_table("ledger", provider)
-        .map_err(|e| err(&e))?;
-    let batches = ctx
-        .sql("SELECT lake_versions FROM ledger")
-        .await
-        .map_err(|e| err(&e))?
-        .collect()
-        .await
-        .map_err(|e| err(&e))?;
-    // Each row recorded the ledger's version just before it was appended: the highest is the
-    // newest row, whatever the clocks of concurrent ingestions said.
-    let mut best: Option<HashMap<String, u64>> = None;
-    for b in &batches {
-        // Delta scans may hand strings over as Utf8View.
-        let col =
-            datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(|e| err(&e))?;
-        let col = col
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| err(&"lake_versions is not text"))?;
-        for i in 0..col.len() {
-            let v: HashMap<String, u64> =
-                serde_json::from_str(col.value(i)).map_err(|e| err(&e))?;
-            let pos = v.get(LEDGER).copied().unwrap_or(0);
-            if best
-                .as_ref()
-                .is_none_or(|b| b.get(LEDGER).copied().unwrap_or(0) <= pos)
-            {
-                best = Some(v);
-            }
-        }
-    }
-    Ok(best.unwrap_or_default())
 }
 
 /// `partner = P AND reporting_country = C AND period BETWEEN from AND to`.

@@ -1,0 +1,194 @@
+//! The analyst side: sessions with the configured limits, queries with their audit record,
+//! exports and the description of the tables. No key is needed or loaded here.
+
+use std::path::Path;
+
+use arrow::record_batch::RecordBatch;
+use serde_json::json;
+use sha2::Digest;
+
+use super::{Actor, App, AppError};
+use crate::lake::AsOf;
+use crate::query::{Limits, QueryError, Session};
+use crate::schema::PROVENANCE;
+
+/// One column of `tip tables`.
+pub struct ColumnInfo {
+    pub name: String,
+    pub data_type: String,
+    /// identifier / quasi / attribute / provenance / pseudonym; empty for views.
+    pub class: String,
+    pub description: String,
+}
+
+/// One table or view of `tip tables`.
+pub struct TableInfo {
+    pub name: String,
+    pub description: String,
+    pub columns: Vec<ColumnInfo>,
+}
+
+/// The system and reference tables, described for analysts.
+const OTHER_TABLES: &[(&str, &str)] = &[
+    (
+        "submissions",
+        "the ledger: one row per file committed (partner, record type, SHA-256, rows, period, table version)",
+    ),
+    (
+        "quarantine",
+        "rejected rows: submission, row number, field and reason code (never the value)",
+    ),
+    (
+        "key_epochs",
+        "the keys the lake's pseudonyms were made with: epoch, key version, since when, why (rows of two epochs do not link)",
+    ),
+    (
+        "organisations",
+        "the organisation registry: org_id, name, type, country, region",
+    ),
+    (
+        "population",
+        "population on 1 January by country and year, with its source (Eurostat)",
+    ),
+];
+
+impl App {
+    /// An analyst session over the lake (as of `as_of`), with the configured limits.
+    pub async fn session(&self, as_of: Option<&AsOf>) -> Result<Session, AppError> {
+        Ok(Session::open_with_limits(
+            &self.lake,
+            &self.catalog,
+            &self.registry,
+            as_of,
+            Limits::from(&self.config.query),
+        )
+        .await?)
+    }
+
+    /// Runs one analyst statement and leaves its audit record: the SHA-256 of the text (never
+    /// the text), who, the outcome and the rows returned.
+    pub async fn query(
+        &self,
+        session: &Session,
+        sql: &str,
+        actor: Actor<'_>,
+    ) -> Result<Vec<RecordBatch>, AppError> {
+        let result = session.run(sql.trim().trim_end_matches(';')).await;
+        let (status, rows) = match &result {
+            Ok(b) => ("ok", b.iter().map(|b| b.num_rows()).sum::<usize>()),
+            Err(QueryError::Refused(_)) => ("refused", 0),
+            Err(QueryError::Limit(_)) => ("limit", 0),
+            Err(_) => ("error", 0),
+        };
+        let role = match actor {
+            Actor::Token(t) => t.role.as_str(),
+            _ => "analyst",
+        };
+        self.record(
+            "sql",
+            json!({
+                "by": actor.by(), "token_id": match actor { Actor::Token(t) => Some(&t.id), _ => None },
+                "role": role, "sql_sha256": hex::encode(sha2::Sha256::digest(sql.as_bytes())),
+                "status": status, "rows": rows,
+            }),
+        )?;
+        Ok(result?)
+    }
+
+    /// A plain hive-partitioned Parquet snapshot of every table under `out`.
+    pub async fn export(
+        &self,
+        out: &Path,
+        as_of: Option<&AsOf>,
+        actor: Actor<'_>,
+    ) -> Result<Vec<(String, usize)>, AppError> {
+        let session = self.session(as_of).await?;
+        let partitioned: Vec<String> = self
+            .catalog
+            .records
+            .values()
+            .map(|r| r.table.clone())
+            .collect();
+        let counts = session.export(out, &partitioned).await?;
+        self.record(
+            "export",
+            json!({
+                "by": actor.by(), "table_versions": session.versions,
+                "rows": counts.iter().map(|(t, n)| (t.clone(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+            }),
+        )?;
+        Ok(counts)
+    }
+
+    /// Every table and view with its columns; record-table columns with their class and
+    /// meaning from the schemas.
+    pub async fn describe_tables(&self) -> Result<(Vec<TableInfo>, Vec<TableInfo>), AppError> {
+        let session = self.session(None).await?;
+        let mut tables = Vec::new();
+        for r in self.catalog.records.values() {
+            let columns = r
+                .stored_schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    let (class, description) = match r.field(f.name()) {
+                        Some(d) => (d.class.as_str().to_string(), d.description.clone()),
+                        None => provenance_or_pseudonym(f.name()),
+                    };
+                    ColumnInfo {
+                        name: f.name().clone(),
+                        data_type: f.data_type().to_string(),
+                        class,
+                        description,
+                    }
+                })
+                .collect();
+            tables.push(TableInfo {
+                name: r.table.clone(),
+                description: r.description.clone(),
+                columns,
+            });
+        }
+        for (name, description) in OTHER_TABLES {
+            tables.push(described(&session, name, description).await?);
+        }
+        let mut views = Vec::new();
+        for v in &self.catalog.views {
+            views.push(described(&session, &v.name, &v.description).await?);
+        }
+        Ok((tables, views))
+    }
+}
+
+async fn described(
+    session: &Session,
+    name: &str,
+    description: &str,
+) -> Result<TableInfo, AppError> {
+    let columns = session
+        .columns(name)
+        .await?
+        .into_iter()
+        .map(|(name, data_type)| ColumnInfo {
+            name,
+            data_type,
+            class: String::new(),
+            description: String::new(),
+        })
+        .collect();
+    Ok(TableInfo {
+        name: name.to_string(),
+        description: description.to_string(),
+        columns,
+    })
+}
+
+fn provenance_or_pseudonym(name: &str) -> (String, String) {
+    match PROVENANCE.iter().find(|(p, _)| *p == name) {
+        Some((_, d)) => ("provenance".into(), d.to_string()),
+        None => (
+            "pseudonym".into(),
+            "Keyed pseudonym (HMAC-SHA-256); see README, Privacy model.".into(),
+        ),
+    }
+}

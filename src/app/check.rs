@@ -1,0 +1,174 @@
+//! `tip check`: every configuration file, partner mapping, preset and extract definition at
+//! once, so a typo in a partner file is found before the nightly job. `tip serve` and
+//! `tip schedule` run it at start.
+
+use std::path::{Path, PathBuf};
+
+use super::{App, AppError};
+use crate::config::{self, ConfigError, Registry};
+use crate::cron::Cron;
+use crate::ingest::pipeline_mappings;
+use crate::schema::Catalog;
+use crate::source::SourceSpec;
+
+/// What `tip check` found: the files it read, and every problem (empty when all is well).
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub files: Vec<PathBuf>,
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    fn note<T>(&mut self, r: Result<T, impl std::fmt::Display>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problems.push(e.to_string());
+                None
+            }
+        }
+    }
+}
+
+/// Every organisation's country, type and region must be known to the schemas.
+pub(super) fn registry(
+    catalog: &Catalog,
+    registry: &Registry,
+    file: &Path,
+) -> Result<(), ConfigError> {
+    for o in &registry.organisations {
+        let bad = |m: String| ConfigError::Invalid {
+            file: file.display().to_string(),
+            message: format!("organisation {}: {m}", o.org_id),
+        };
+        if catalog.country(&o.country) != Some(o.country.as_str()) {
+            return Err(bad(format!(
+                "country {:?} is not an ISO 3166-1 alpha-2 code",
+                o.country
+            )));
+        }
+        if !catalog.lists["org_type"].codes.contains(&o.org_type) {
+            return Err(bad(format!(
+                "type {:?} is not in the org_type code list",
+                o.org_type
+            )));
+        }
+        if let Some(r) = &o.region
+            && catalog.lists["region"].lookup(r) != Some(r.as_str())
+        {
+            return Err(bad(format!("region {r:?} is not a known region code")));
+        }
+    }
+    Ok(())
+}
+
+/// The `*.toml` files of a directory, sorted.
+fn toml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+impl App {
+    /// Checks everything; the configuration file, schemas and registry were checked when the
+    /// application opened.
+    pub async fn check(&self) -> Result<CheckReport, AppError> {
+        let mut r = CheckReport::default();
+        r.files.push(self.path(&self.config.paths.organisations));
+        self.check_pipelines(&mut r);
+        self.check_presets(&mut r);
+        self.check_extracts(&mut r).await;
+        let tokens = self.path(&self.config.serve.tokens);
+        if tokens.exists() {
+            r.note(self.tokens().load());
+            r.files.push(tokens);
+        }
+        Ok(r)
+    }
+
+    fn check_pipelines(&self, r: &mut CheckReport) {
+        let dir = self.path(&self.config.paths.partners);
+        r.files.extend(toml_files(&dir));
+        let Some(pipelines) = r.note(config::load_pipelines(&dir)) else {
+            return;
+        };
+        for p in &pipelines {
+            let file = p.file.display();
+            if let Some(s) = &p.schedule {
+                r.note(Cron::parse(s).map_err(|e| format!("{file}: schedule: {e}")));
+            }
+            let source = self.path(&p.source.path);
+            if !source.is_dir() {
+                r.problems.push(format!(
+                    "{file}: source.path {} is not a directory",
+                    p.source.path.display()
+                ));
+            }
+            let Some(mappings) = r.note(pipeline_mappings(
+                &self.config,
+                &self.catalog,
+                &self.registry,
+                p,
+            )) else {
+                continue;
+            };
+            for (m, _) in mappings {
+                r.note(
+                    SourceSpec::from_options(
+                        &file.to_string(),
+                        m.format,
+                        &m.options,
+                        m.wanted(),
+                        1,
+                    )
+                    .map_err(|e| format!("{file}: {e}")),
+                );
+            }
+        }
+    }
+
+    fn check_presets(&self, r: &mut CheckReport) {
+        let dir = self.path(&self.config.paths.presets);
+        for f in toml_files(&dir) {
+            let name = f
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            r.note(config::load_preset(&dir, &name));
+            r.files.push(f);
+        }
+    }
+
+    /// Extract definitions, and each table's SQL planned against the views (on the lake as it
+    /// is, or on empty tables where none exists yet).
+    async fn check_extracts(&self, r: &mut CheckReport) {
+        let dir = self.path(&self.config.paths.extracts);
+        r.files.extend(toml_files(&dir));
+        let Some(defs) = r.note(self.extract_definitions()) else {
+            return;
+        };
+        let Some(session) = r.note(self.session(None).await) else {
+            return;
+        };
+        for d in &defs {
+            for t in &d.tables {
+                let sql = t
+                    .sql
+                    .replace("{month}", "2000-01")
+                    .replace("{first_month}", "1999-02");
+                r.note(
+                    session
+                        .plan(&sql)
+                        .await
+                        .map_err(|e| format!("{}: table {}: {e}", d.file.display(), t.name)),
+                );
+            }
+        }
+    }
+}

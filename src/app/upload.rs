@@ -1,0 +1,465 @@
+//! Receiving an upload: the body is streamed to a server-named file in the partner's inbox
+//! (the original name kept only as sanitised metadata), held to the size limits (and, for
+//! gzip, to the decompressed limit), ingested by the same code as `tip load`, then deleted:
+//! only its receipt stays. A refused upload writes nothing.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use super::{App, Ingestion};
+use crate::access::TokenRecord;
+use crate::ingest::{Channel, FileReport, FileStatus, LoadFormat, Submission, sha256_file};
+
+/// Why an upload was refused before or during ingestion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    BadRequest,
+    TooLarge,
+    UnsupportedFormat,
+    Unprocessable,
+    Unavailable,
+    Internal,
+}
+
+impl RefusalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::BadRequest => "bad_request",
+            RefusalKind::TooLarge => "too_large",
+            RefusalKind::UnsupportedFormat => "unsupported_format",
+            RefusalKind::Unprocessable => "unprocessable",
+            RefusalKind::Unavailable => "unavailable",
+            RefusalKind::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(kind: RefusalKind, message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn inbox() -> Refusal {
+        Refusal::new(RefusalKind::Internal, "the inbox cannot be written")
+    }
+}
+
+/// What happened to an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiptStatus {
+    Committed,
+    Unchanged,
+    Rejected,
+}
+
+impl ReceiptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptStatus::Committed => "committed",
+            ReceiptStatus::Unchanged => "unchanged",
+            ReceiptStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// What a partner gets back for an upload. Row numbers, field names and reason codes only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipt {
+    pub upload_id: String,
+    pub submission_id: Option<String>,
+    pub status: ReceiptStatus,
+    pub record_type: String,
+    pub format: String,
+    pub original_name: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub received_at: String,
+    pub rows_read: u64,
+    pub rows_accepted: u64,
+    pub rows_quarantined: u64,
+    pub quarantined: Vec<QuarantinedRow>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantinedRow {
+    pub row: u64,
+    pub field: String,
+    pub reason: String,
+}
+
+/// Everything an upload needs besides its bytes.
+pub struct UploadRequest {
+    pub record_type: String,
+    pub format: String,
+    pub original_name: String,
+    pub gzip: bool,
+}
+
+/// A client's file name as metadata: the last path component, letters, digits, `.-_ `
+/// only, at most 100 characters.
+pub fn sanitise_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = last
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ' '))
+        .take(100)
+        .collect();
+    let clean = clean.trim_start_matches('.').trim().to_string();
+    if clean.is_empty() {
+        "upload".into()
+    } else {
+        clean
+    }
+}
+
+/// The receiving desk: the ingestion side, the inbox, and how many ingest at once.
+pub struct Uploads {
+    ingestion: Ingestion,
+    ingestions: Semaphore,
+    inbox: PathBuf,
+    max_upload: u64,
+    max_decompressed: u64,
+}
+
+impl App {
+    /// The receiving desk of a server that holds the key.
+    pub fn uploads(&self, ingestion: Ingestion) -> Uploads {
+        let s = &self.config.serve;
+        Uploads {
+            ingestion,
+            ingestions: Semaphore::new(s.max_concurrent_ingestions.max(1)),
+            inbox: self.path(&s.inbox),
+            max_upload: s.max_upload_mib.saturating_mul(1024 * 1024),
+            max_decompressed: s.max_decompressed_mib.saturating_mul(1024 * 1024),
+        }
+    }
+
+    /// The audit record of an upload, accepted or refused.
+    pub fn audit_upload(&self, caller: &TokenRecord, channel: &str, r: &Result<Receipt, Refusal>) {
+        let (event, fields) = match r {
+            Ok(rc) => (
+                if rc.status == ReceiptStatus::Rejected {
+                    "upload_rejected"
+                } else {
+                    "upload_accepted"
+                },
+                json!({
+                    "channel": channel, "token_id": caller.id, "org": caller.org,
+                    "upload_id": rc.upload_id, "submission_id": rc.submission_id,
+                    "status": rc.status, "record_type": rc.record_type, "format": rc.format,
+                    "bytes": rc.bytes, "sha256": rc.sha256, "rows_accepted": rc.rows_accepted,
+                    "rows_quarantined": rc.rows_quarantined,
+                }),
+            ),
+            Err(f) => (
+                "upload_rejected",
+                json!({
+                    "channel": channel, "token_id": caller.id, "org": caller.org,
+                    "refused": f.kind.as_str(), "reason": f.message,
+                }),
+            ),
+        };
+        if let Err(e) = self.record(event, fields) {
+            eprintln!("tip: {e}");
+        }
+    }
+}
+
+impl Uploads {
+    pub fn max_upload(&self) -> u64 {
+        self.max_upload
+    }
+
+    pub fn too_large(&self) -> Refusal {
+        too_large(self.max_upload)
+    }
+
+    /// The declared record type and format, checked before the body is read.
+    pub fn check(&self, record_type: &str, format: &str) -> Result<LoadFormat, Refusal> {
+        let catalog = &self.ingestion.ingestor.catalog;
+        if catalog.record(record_type).is_none() {
+            return Err(Refusal::new(
+                RefusalKind::BadRequest,
+                format!(
+                    "unknown record type {record_type:?} (known: {})",
+                    catalog
+                        .records
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        LoadFormat::parse(format).ok_or_else(|| {
+            Refusal::new(
+                RefusalKind::UnsupportedFormat,
+                format!(
+                    "format {format:?} is not accepted (allowed: {})",
+                    LoadFormat::NAMES.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Streams `body` into the partner's inbox under a server-made name, enforcing the size
+    /// limits; ingests it; deletes it; keeps and returns the receipt.
+    pub async fn receive<S, E>(
+        &self,
+        org: &str,
+        req: &UploadRequest,
+        body: S,
+    ) -> Result<Receipt, Refusal>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let format = self.check(&req.record_type, &req.format)?;
+        let dir = self.inbox.join(org);
+        std::fs::create_dir_all(&dir).map_err(|_| Refusal::inbox())?;
+        let upload_id = uuid::Uuid::new_v4().to_string();
+        let stored = dir.join(format!("{upload_id}.{}", format.extension()));
+        let bytes = self
+            .store(&dir, &upload_id, &stored, req.gzip, body)
+            .await?;
+        let sha = sha256_file(&stored).unwrap_or_default();
+        // A bounded number of ingestions at a time; the others wait their turn.
+        let permit =
+            self.ingestions.acquire().await.map_err(|_| {
+                Refusal::new(RefusalKind::Unavailable, "the server is shutting down")
+            })?;
+        let result = self.ingest(org, req, format, &stored).await;
+        drop(permit);
+        let _ = std::fs::remove_file(&stored);
+        let report = result.map_err(|m| Refusal::new(RefusalKind::Unprocessable, m))?;
+        let receipt = receipt(upload_id, req, bytes, sha, &report, &stored);
+        let path = dir.join(format!("{}.json", receipt.upload_id));
+        if let Ok(b) = serde_json::to_vec_pretty(&receipt) {
+            let _ = std::fs::write(&path, b);
+        }
+        Ok(receipt)
+    }
+
+    /// Writes the body (decompressed when gzip) to `stored`; returns the bytes received.
+    async fn store<S, E>(
+        &self,
+        dir: &Path,
+        upload_id: &str,
+        stored: &Path,
+        gzip: bool,
+        body: S,
+    ) -> Result<u64, Refusal>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let incoming = dir.join(format!(".incoming-{upload_id}"));
+        let written = write_limited(&incoming, body, self.max_upload).await;
+        let bytes = match written {
+            Ok(n) => n,
+            Err(r) => {
+                let _ = std::fs::remove_file(&incoming);
+                return Err(r);
+            }
+        };
+        let res = if gzip {
+            let (src, dst, cap) = (
+                incoming.clone(),
+                stored.to_path_buf(),
+                self.max_decompressed,
+            );
+            tokio::task::spawn_blocking(move || gunzip_limited(&src, &dst, cap))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Refusal::new(RefusalKind::Internal, "decompression failed"))
+                })
+        } else {
+            std::fs::rename(&incoming, stored).map_err(|_| Refusal::inbox())
+        };
+        let _ = std::fs::remove_file(&incoming);
+        if res.is_err() {
+            let _ = std::fs::remove_file(stored);
+        }
+        res.map(|_| bytes)
+    }
+
+    async fn ingest(
+        &self,
+        org: &str,
+        req: &UploadRequest,
+        format: LoadFormat,
+        path: &Path,
+    ) -> Result<FileReport, String> {
+        let ing = &self.ingestion.ingestor;
+        let hide = |e: &dyn std::fmt::Display| {
+            e.to_string()
+                .replace(&path.display().to_string(), &req.original_name)
+        };
+        let record = ing.record(&req.record_type).map_err(|e| hide(&e))?.clone();
+        let mapping = ing
+            .mapping_for_load(&record, format, path)
+            .map_err(|e| hide(&e))?;
+        let sub = Submission {
+            partner: org,
+            mapping: &mapping,
+            channel: Channel::Upload,
+        };
+        ing.ingest_file(&sub, path).await.map_err(|e| hide(&e))
+    }
+
+    /// The receipts of one organisation's uploads, newest first.
+    pub fn receipts(&self, org: &str) -> Vec<Receipt> {
+        let dir = self.inbox.join(org);
+        let mut out: Vec<Receipt> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter_map(|p| std::fs::read(p).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect();
+        out.sort_by(|a: &Receipt, b: &Receipt| {
+            b.received_at
+                .cmp(&a.received_at)
+                .then(b.upload_id.cmp(&a.upload_id))
+        });
+        out
+    }
+}
+
+fn receipt(
+    upload_id: String,
+    req: &UploadRequest,
+    bytes: u64,
+    sha256: String,
+    report: &FileReport,
+    stored: &Path,
+) -> Receipt {
+    let (status, reason) = match &report.status {
+        FileStatus::Committed => (ReceiptStatus::Committed, None),
+        FileStatus::Unchanged => (ReceiptStatus::Unchanged, None),
+        FileStatus::Rejected(r) => (
+            ReceiptStatus::Rejected,
+            Some(r.replace(&stored.display().to_string(), &req.original_name)),
+        ),
+    };
+    Receipt {
+        upload_id,
+        submission_id: report.submission_id.clone(),
+        status,
+        record_type: req.record_type.clone(),
+        format: req.format.clone(),
+        original_name: req.original_name.clone(),
+        bytes,
+        sha256,
+        received_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        rows_read: report.rows_read,
+        rows_accepted: report.rows_accepted,
+        rows_quarantined: report.rows_quarantined(),
+        quarantined: report
+            .issues
+            .iter()
+            .map(|i| QuarantinedRow {
+                row: i.row,
+                field: i.field.clone(),
+                reason: i.reason.to_string(),
+            })
+            .collect(),
+        reason,
+    }
+}
+
+/// Writes a stream to `path`, failing with "too large" past `max` bytes.
+async fn write_limited<S, E>(path: &Path, mut body: S, max: u64) -> Result<u64, Refusal>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut f = std::fs::File::create(path).map_err(|_| Refusal::inbox())?;
+    let mut n: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            Refusal::new(
+                RefusalKind::BadRequest,
+                format!("the upload was interrupted: {e}"),
+            )
+        })?;
+        n += chunk.len() as u64;
+        if n > max {
+            return Err(too_large(max));
+        }
+        f.write_all(&chunk).map_err(|_| Refusal::inbox())?;
+    }
+    f.sync_all().ok();
+    Ok(n)
+}
+
+pub fn too_large(max: u64) -> Refusal {
+    Refusal::new(
+        RefusalKind::TooLarge,
+        format!("the upload is larger than {} MiB", max / (1024 * 1024)),
+    )
+}
+
+fn gunzip_limited(src: &Path, dst: &Path, cap: u64) -> Result<(), Refusal> {
+    let bad = |m: &str| Refusal::new(RefusalKind::BadRequest, m.to_string());
+    let input = std::fs::File::open(src).map_err(|_| bad("the upload cannot be read"))?;
+    let mut dec = flate2::read::GzDecoder::new(std::io::BufReader::new(input));
+    let mut out = std::fs::File::create(dst).map_err(|_| Refusal::inbox())?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n: u64 = 0;
+    loop {
+        let k = std::io::Read::read(&mut dec, &mut buf)
+            .map_err(|_| bad("the upload is not valid gzip"))?;
+        if k == 0 {
+            return Ok(());
+        }
+        n += k as u64;
+        if n > cap {
+            return Err(Refusal::new(
+                RefusalKind::TooLarge,
+                format!(
+                    "the upload decompresses to more than {} MiB",
+                    cap / (1024 * 1024)
+                ),
+            ));
+        }
+        out.write_all(&buf[..k]).map_err(|_| Refusal::inbox())?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_file_names_are_neutralised() {
+        assert_eq!(sanitise_name("../../etc/passwd"), "passwd");
+        assert_eq!(sanitise_name("..\\..\\boot.ini"), "boot.ini");
+        assert_eq!(sanitise_name(".."), "upload");
+        assert_eq!(
+            sanitise_name("cases\n2025;rm -rf.csv"),
+            "cases2025rm -rf.csv"
+        );
+        assert_eq!(sanitise_name(".hidden"), "hidden");
+        assert_eq!(sanitise_name(&"a".repeat(500)).len(), 100);
+    }
+}

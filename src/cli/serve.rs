@@ -1,0 +1,22 @@
+//! `tip serve`: the partner upload API and page, the analyst SQL API. With
+//! `serve.uploads = false` the server never loads the key and answers analysts only.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::check::check_or_fail;
+use super::{Cli, app, ingestion};
+
+pub async fn run(cli: &Cli, listen: Option<&str>) -> anyhow::Result<ExitCode> {
+    let app = Arc::new(app(cli)?);
+    check_or_fail(&app).await?;
+    let uploads = if app.config.serve.uploads {
+        Some(app.uploads(ingestion(&app, cli).await?))
+    } else {
+        eprintln!("tip serve: serve.uploads = false: analysts only, no key loaded");
+        None
+    };
+    let addr = listen.unwrap_or(&app.config.serve.listen).to_string();
+    tip::serve::serve(app, uploads, &addr).await?;
+    Ok(ExitCode::SUCCESS)
+}

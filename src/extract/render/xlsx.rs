@@ -1,0 +1,63 @@
+//! The workbook of an extract: a sheet with the rules, then a sheet per table.
+
+use super::{grid, rules_text};
+use crate::extract::{ExtractDef, ExtractError, TableOut};
+
+pub fn bytes(def: &ExtractDef, month: &str, tables: &[TableOut]) -> Result<Vec<u8>, ExtractError> {
+    use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, Workbook};
+    let err = |e: &dyn std::fmt::Display| ExtractError::Io {
+        path: "xlsx".into(),
+        message: e.to_string(),
+    };
+    let rules = &def.disclosure;
+    let mut wb = Workbook::new();
+    // A fixed creation date: the file is a function of the data, not of the clock.
+    let created = ExcelDateTime::from_ymd(2000, 1, 1).map_err(|e| err(&e))?;
+    wb.set_properties(
+        &DocProperties::new()
+            .set_title(&def.title)
+            .set_creation_datetime(&created),
+    );
+    let bold = Format::new().set_bold();
+    {
+        let ws = wb.add_worksheet();
+        ws.set_name("Rules").map_err(|e| err(&e))?;
+        ws.write_string_with_format(0, 0, format!("{} — {month}", def.title), &bold)
+            .map_err(|e| err(&e))?;
+        for (i, line) in rules_text(rules).iter().enumerate() {
+            ws.write_string(i as u32 + 2, 0, line)
+                .map_err(|e| err(&e))?;
+        }
+        ws.set_column_width(0, 120).map_err(|e| err(&e))?;
+    }
+    for (n, t) in tables.iter().enumerate() {
+        let ws = wb.add_worksheet();
+        // Sheet names: at most 31 characters, some characters forbidden, unique by number.
+        let sheet: String = format!("{} {}", n + 1, t.name)
+            .chars()
+            .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
+            .take(31)
+            .collect();
+        ws.set_name(&sheet).map_err(|e| err(&e))?;
+        ws.write_string_with_format(0, 0, format!("{} ({}), {month}", t.title, t.unit), &bold)
+            .map_err(|e| err(&e))?;
+        for (r, line) in grid(t, rules).iter().enumerate() {
+            for (c, cell) in line.iter().enumerate() {
+                let (row, col) = (r as u32 + 2, c as u16);
+                match cell.parse::<u64>() {
+                    Ok(v) if r > 0 && c >= t.dimensions.len() - 1 => {
+                        ws.write_number(row, col, v as f64).map_err(|e| err(&e))?;
+                    }
+                    _ if r == 0 => {
+                        ws.write_string_with_format(row, col, cell, &bold)
+                            .map_err(|e| err(&e))?;
+                    }
+                    _ => {
+                        ws.write_string(row, col, cell).map_err(|e| err(&e))?;
+                    }
+                }
+            }
+        }
+    }
+    wb.save_to_buffer().map_err(|e| err(&e))
+}

@@ -1,0 +1,249 @@
+//! The ingestion job: drives a partner file through source → mapping → validate → pseudonym →
+//! lake. Only an [`Ingestor`] holds the pseudonymisation key; the application core makes one
+//! once it has checked the key against the lake's key epoch.
+//!
+//! - [`file`]: one file, in two passes (validate everything, then stream one commit);
+//! - [`pipelines`]: the partner pipelines, pulling new files from their folders;
+//! - [`load`]: the canonical layout (`tip load`, uploads) and its formats;
+//! - [`partner_side`]: `tip pseudonymise`, pseudonymisation on the partner's premises.
+
+mod file;
+mod load;
+mod partner_side;
+mod pipelines;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::Digest;
+
+pub use load::{LoadFormat, is_pseudonymised_csv};
+pub use pipelines::{PipelineReport, pipeline_mappings};
+
+use crate::config::{self, Registry, TipConfig};
+use crate::lake::{Lake, LakeError};
+use crate::mapping::{Mapping, MappingError};
+use crate::pseudonym::{Key, KeyError};
+use crate::schema::{Catalog, RecordSchema};
+use crate::source::{RowIssue, SourceError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+}
+
+/// The ingestion side: configuration, schemas, registry, the lake, and the key.
+pub struct Ingestor {
+    pub config: Arc<TipConfig>,
+    pub catalog: Arc<Catalog>,
+    pub registry: Arc<Registry>,
+    pub lake: Lake,
+    key: Key,
+}
+
+impl Ingestor {
+    /// An ingestor for a lake whose key epoch the caller has checked against `key`.
+    pub fn new(
+        config: Arc<TipConfig>,
+        catalog: Arc<Catalog>,
+        registry: Arc<Registry>,
+        lake: Lake,
+        key: Key,
+    ) -> Ingestor {
+        Ingestor {
+            config,
+            catalog,
+            registry,
+            lake,
+            key,
+        }
+    }
+
+    pub fn key_version(&self) -> String {
+        self.key.version()
+    }
+
+    pub(crate) fn key(&self) -> &Key {
+        &self.key
+    }
+
+    pub fn record(&self, record_type: &str) -> Result<&RecordSchema, IngestError> {
+        record_schema(&self.catalog, record_type)
+    }
+
+    /// Ingests one file for one partner. Row-level problems are reported in the result; a
+    /// file that is wrong as a whole returns `Rejected` and commits nothing.
+    pub async fn ingest_file(
+        &self,
+        sub: &Submission<'_>,
+        path: &Path,
+    ) -> Result<FileReport, IngestError> {
+        file::ingest(self, sub, path).await
+    }
+
+    /// Runs the named pipelines (all when `names` is empty).
+    pub async fn run_pipelines(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<PipelineReport>, IngestError> {
+        pipelines::run(self, names).await
+    }
+
+    /// `tip pseudonymise`: a partner file in, a CSV of pseudonyms and stored fields out.
+    pub fn pseudonymise_file(
+        &self,
+        partner: &str,
+        mapping: &Mapping,
+        input: &Path,
+        output: &Path,
+    ) -> Result<FileReport, IngestError> {
+        partner_side::pseudonymise_file(self, partner, mapping, input, output)
+    }
+
+    /// The mapping of a file in the canonical layout (or an HTCDS template, or a file
+    /// pseudonymised at the partner): what `tip load` and the upload API use.
+    pub fn mapping_for_load(
+        &self,
+        record: &RecordSchema,
+        format: LoadFormat,
+        path: &Path,
+    ) -> Result<Mapping, IngestError> {
+        load::mapping_for_load(&self.config, record, format, path)
+    }
+}
+
+/// The record type's schema, or a usage error listing the known ones.
+pub fn record_schema<'a>(
+    catalog: &'a Catalog,
+    record_type: &str,
+) -> Result<&'a RecordSchema, IngestError> {
+    catalog.record(record_type).ok_or_else(|| {
+        IngestError::Usage(format!(
+            "unknown record type {record_type:?} (known: {})",
+            catalog
+                .records
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Committed as a new submission (possibly replacing an earlier one).
+    Committed,
+    /// Already in the ledger: nothing changed.
+    Unchanged,
+    /// Rejected as a whole: nothing committed.
+    Rejected(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    pub file: String,
+    pub record_type: String,
+    pub status: FileStatus,
+    pub submission_id: Option<String>,
+    pub rows_read: u64,
+    pub rows_accepted: u64,
+    pub issues: Vec<RowIssue>,
+    pub period: Option<(String, String)>,
+    pub imputed: BTreeSet<String>,
+    pub table_version: Option<i64>,
+}
+
+impl FileReport {
+    fn new(file: &str, record_type: &str) -> FileReport {
+        FileReport {
+            file: file.to_string(),
+            record_type: record_type.to_string(),
+            status: FileStatus::Committed,
+            submission_id: None,
+            rows_read: 0,
+            rows_accepted: 0,
+            issues: vec![],
+            period: None,
+            imputed: BTreeSet::new(),
+            table_version: None,
+        }
+    }
+
+    pub fn rows_quarantined(&self) -> u64 {
+        self.issues
+            .iter()
+            .map(|i| i.row)
+            .collect::<BTreeSet<_>>()
+            .len() as u64
+    }
+}
+
+/// How a submission reached tip (recorded in the ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel<'a> {
+    /// `tip load`.
+    Load,
+    /// The upload API or page.
+    Upload,
+    /// A partner pipeline, by name.
+    Pipeline(&'a str),
+}
+
+impl std::fmt::Display for Channel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Channel::Load => f.write_str("load"),
+            Channel::Upload => f.write_str("upload"),
+            Channel::Pipeline(name) => write!(f, "pipeline:{name}"),
+        }
+    }
+}
+
+/// One file from one partner, read with one mapping.
+#[derive(Debug, Clone)]
+pub struct Submission<'a> {
+    pub partner: &'a str,
+    pub mapping: &'a Mapping,
+    pub channel: Channel<'a>,
+}
+
+/// SHA-256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Today (UTC) as `YYYY-MM-DD`: what fills an imputed submission date.
+fn today() -> String {
+    chrono::Utc::now()
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string()
+}

@@ -1,0 +1,198 @@
+//! The pseudonymisation stage: validated rows (identifiers normalised) → stored rows
+//! (identifiers replaced by pseudonyms and dropped, provenance added).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Date32Array, Int32Array, Int64Array, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
+};
+use arrow::record_batch::RecordBatch;
+
+use super::{Key, Pseudonymiser};
+use crate::schema::{FieldClass, PseudonymScope, RecordSchema};
+use crate::util::months::{date_from_days, month_of_days};
+
+/// Provenance of one submission, stamped on every row.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub partner: String,
+    pub reporting_country: String,
+    pub submission_id: String,
+    pub source_sha256: String,
+    pub ingested_at_micros: i64,
+}
+
+/// One pseudonym column and how it is made.
+struct Maker {
+    column: String,
+    pseudonymiser: Pseudonymiser,
+    inputs: Vec<String>,
+    partner_scoped: bool,
+}
+
+pub struct Stage {
+    record: RecordSchema,
+    makers: Vec<Maker>,
+    key_version: String,
+}
+
+impl Stage {
+    pub fn new(record: &RecordSchema, catalog: &crate::schema::Catalog, key: &Key) -> Stage {
+        let makers = record
+            .pseudonyms()
+            .into_iter()
+            .filter_map(|p| {
+                let def = catalog.pseudonyms.get(&p)?;
+                Some(Maker {
+                    pseudonymiser: Pseudonymiser::new(key, &p, &def.prefix),
+                    inputs: def.inputs.iter().map(|i| i.field.clone()).collect(),
+                    partner_scoped: def.scope == PseudonymScope::Partner,
+                    column: p,
+                })
+            })
+            .collect();
+        Stage {
+            record: record.clone(),
+            makers,
+            key_version: key.version(),
+        }
+    }
+
+    pub fn key_version(&self) -> &str {
+        &self.key_version
+    }
+
+    /// Stored rows: pseudonyms, the stored fields, then the provenance columns.
+    pub fn apply(&self, validated: &RecordBatch, prov: &Provenance) -> Result<RecordBatch, String> {
+        let stored = self.record.stored_schema();
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(stored.fields().len());
+        for m in &self.makers {
+            cols.push(self.pseudonyms(m, validated, &prov.partner)?);
+        }
+        for f in &self.record.fields {
+            if f.class != FieldClass::Identifier {
+                cols.push(column(validated, &f.name)?);
+            }
+        }
+        cols.extend(self.provenance(validated, prov)?);
+        RecordBatch::try_new(stored, cols).map_err(|e| e.to_string())
+    }
+
+    /// One pseudonym column. A pseudonym is made only when every one of its inputs is present;
+    /// otherwise it is null (an unlinkable row).
+    fn pseudonyms(
+        &self,
+        m: &Maker,
+        validated: &RecordBatch,
+        partner: &str,
+    ) -> Result<ArrayRef, String> {
+        let n = validated.num_rows();
+        let arrays: Vec<ArrayRef> = m
+            .inputs
+            .iter()
+            .map(|f| column(validated, f))
+            .collect::<Result<_, _>>()?;
+        let scope = if m.partner_scoped { partner } else { "" };
+        let given = validated
+            .column_by_name(&m.column)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+        let mut b = StringBuilder::with_capacity(n, n * 56);
+        let mut parts: Vec<String> = Vec::with_capacity(arrays.len());
+        for r in 0..n {
+            // Made at the partner with the same key (checked in validation).
+            if let Some(g) = given.as_ref().filter(|g| g.is_valid(r)) {
+                b.append_value(g.value(r));
+                continue;
+            }
+            parts.clear();
+            collect_inputs(&arrays, r, &mut parts);
+            if parts.len() == arrays.len() {
+                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+                b.append_value(m.pseudonymiser.pseudonym(scope, &refs));
+            } else {
+                b.append_null();
+            }
+            for p in parts.iter_mut() {
+                zeroize::Zeroize::zeroize(p);
+            }
+        }
+        Ok(Arc::new(b.finish()))
+    }
+
+    /// The provenance columns, in the order of `schema::PROVENANCE`.
+    fn provenance(
+        &self,
+        validated: &RecordBatch,
+        prov: &Provenance,
+    ) -> Result<Vec<ArrayRef>, String> {
+        let n = validated.num_rows();
+        let rep = |s: &str| Arc::new(StringArray::from(vec![s; n])) as ArrayRef;
+        let source_row = validated
+            .column_by_name("source_row")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
+            .ok_or("missing source_row")?;
+        Ok(vec![
+            rep(&prov.partner),
+            rep(&prov.reporting_country),
+            self.periods(validated),
+            rep(&prov.submission_id),
+            rep(&prov.source_sha256),
+            Arc::new(source_row),
+            rep(&self.key_version),
+            Arc::new(Int32Array::from(vec![self.record.version; n])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![prov.ingested_at_micros; n])
+                    .with_timezone("UTC"),
+            ),
+            column(validated, "imputed_fields")?,
+        ])
+    }
+
+    /// Each row's month (`YYYY-MM`) by the record type's period field, `unknown` without one.
+    fn periods(&self, validated: &RecordBatch) -> ArrayRef {
+        let n = validated.num_rows();
+        let days = self
+            .record
+            .period_field
+            .as_ref()
+            .and_then(|p| validated.column_by_name(p))
+            .and_then(|c| c.as_any().downcast_ref::<Date32Array>().cloned());
+        let mut period = StringBuilder::with_capacity(n, n * 7);
+        for r in 0..n {
+            match days
+                .as_ref()
+                .filter(|a| a.is_valid(r))
+                .and_then(|a| month_of_days(a.value(r)))
+            {
+                Some(m) => period.append_value(m),
+                None => period.append_value("unknown"),
+            }
+        }
+        Arc::new(period.finish())
+    }
+}
+
+fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef, String> {
+    batch
+        .column_by_name(name)
+        .cloned()
+        .ok_or_else(|| format!("missing {name}"))
+}
+
+/// The inputs of row `r` as text, stopping at the first missing one.
+fn collect_inputs(arrays: &[ArrayRef], r: usize, parts: &mut Vec<String>) {
+    for a in arrays {
+        if a.is_null(r) {
+            return;
+        }
+        if let Some(s) = a.as_any().downcast_ref::<StringArray>() {
+            parts.push(s.value(r).to_string());
+        } else if let Some(d) = a.as_any().downcast_ref::<Date32Array>() {
+            match date_from_days(d.value(r)) {
+                Some(date) => parts.push(date.format("%Y-%m-%d").to_string()),
+                None => return,
+            }
+        }
+    }
+}

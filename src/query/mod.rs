@@ -1,0 +1,267 @@
+//! Analyst SQL over the lake (DataFusion). Every session registers the record tables, the
+//! ledger, the quarantine report, the key epochs, the organisation registry, the population
+//! table and the analyst views. The gate ([`gate`]) lets through only SELECT, WITH, EXPLAIN,
+//! SHOW and DESCRIBE: no DDL, DML, COPY or SET, and no reading files by path (DataFusion's URL
+//! tables stay disabled). A session needs no key and writes nothing.
+
+mod encode;
+mod export;
+mod gate;
+mod reference;
+mod shell;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+
+pub use encode::{OutputFormat, arrow_ipc, render};
+pub use gate::gate;
+pub use shell::shell;
+
+use crate::config::Registry;
+use crate::lake::{self, AsOf, Lake, TableSpec, system};
+use crate::schema::Catalog;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("SQL error: {0}")]
+    Sql(String),
+    #[error(transparent)]
+    Lake(#[from] lake::LakeError),
+    #[error("{0}")]
+    Output(String),
+    #[error("query stopped: {0}")]
+    Limit(String),
+}
+
+fn sql_err(e: impl std::fmt::Display) -> QueryError {
+    QueryError::Sql(e.to_string())
+}
+
+/// Bounds on one query.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from(&crate::config::QueryConfig::default())
+    }
+}
+
+impl From<&crate::config::QueryConfig> for Limits {
+    fn from(c: &crate::config::QueryConfig) -> Self {
+        Limits {
+            memory_bytes: c.memory_limit_mib.saturating_mul(1024 * 1024),
+            timeout: std::time::Duration::from_secs(c.timeout_seconds),
+        }
+    }
+}
+
+/// The lake tables a session registers: the record tables and the system tables analysts may
+/// read (the scheduler's runs are operations, not data, and stay out).
+fn session_tables(catalog: &Catalog) -> Vec<TableSpec> {
+    Lake::specs(catalog)
+        .into_iter()
+        .filter(|s| s.name != system::RUNS)
+        .collect()
+}
+
+/// A read-only analyst session.
+pub struct Session {
+    ctx: SessionContext,
+    limits: Limits,
+    /// The Delta version each table was read at (-1: not created yet, read as empty).
+    pub versions: BTreeMap<String, i64>,
+}
+
+impl Session {
+    /// A session with the default limits.
+    pub async fn open(
+        lake: &Lake,
+        catalog: &Catalog,
+        registry: &Registry,
+        as_of: Option<&AsOf>,
+    ) -> Result<Session, QueryError> {
+        Session::open_with_limits(lake, catalog, registry, as_of, Limits::default()).await
+    }
+
+    /// A session over the lake as of `as_of` (the latest when None). Tables no writer has
+    /// created yet (all of them, on a new lake) read as empty; nothing is written.
+    pub async fn open_with_limits(
+        lake: &Lake,
+        catalog: &Catalog,
+        registry: &Registry,
+        as_of: Option<&AsOf>,
+        limits: Limits,
+    ) -> Result<Session, QueryError> {
+        let ctx = context(limits)?;
+        let specs = session_tables(catalog);
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let points = match as_of {
+            Some(a) => lake.resolve(&names, a).await?,
+            None => Default::default(),
+        };
+        let mut versions = BTreeMap::new();
+        for spec in &specs {
+            let v = register_table(&ctx, lake, spec, points.get(&spec.name)).await?;
+            versions.insert(spec.name.clone(), v);
+        }
+        ctx.register_table(
+            "organisations",
+            Arc::new(reference::organisations_table(registry)?),
+        )
+        .map_err(sql_err)?;
+        ctx.register_table(
+            "population",
+            Arc::new(reference::population_table(catalog)?),
+        )
+        .map_err(sql_err)?;
+        // The analyst views, in file order (a view may use an earlier one). Registered here,
+        // outside the gate: analysts cannot create views.
+        for v in &catalog.views {
+            ctx.sql(&v.sql)
+                .await
+                .map_err(|e| QueryError::Sql(format!("view {}: {e}", v.name)))?;
+        }
+        Ok(Session {
+            ctx,
+            limits,
+            versions,
+        })
+    }
+
+    /// No table of the lake exists yet: nothing was ever ingested there.
+    pub fn lake_is_new(&self) -> bool {
+        self.versions.values().all(|v| *v < 0)
+    }
+
+    /// Runs one analyst statement through the gate.
+    pub async fn run(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        gate(sql)?;
+        let opts = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = self
+            .ctx
+            .sql_with_options(sql, opts)
+            .await
+            .map_err(|e| refuse_or_sql(e.to_string()))?;
+        self.collect(df).await
+    }
+
+    /// Runs reviewed configuration SQL (extract definitions), outside the analyst gate but
+    /// within the same limits.
+    pub async fn run_trusted(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        let df = self.ctx.sql(sql).await.map_err(sql_err)?;
+        self.collect(df).await
+    }
+
+    /// Plans reviewed configuration SQL without running it: an error names what is wrong.
+    pub async fn plan(&self, sql: &str) -> Result<(), QueryError> {
+        self.ctx.sql(sql).await.map(|_| ()).map_err(sql_err)
+    }
+
+    /// The columns of a table or view: (name, type).
+    pub async fn columns(&self, name: &str) -> Result<Vec<(String, String)>, QueryError> {
+        let df = self.ctx.table(name).await.map_err(sql_err)?;
+        Ok(df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect())
+    }
+
+    async fn collect(
+        &self,
+        df: datafusion::dataframe::DataFrame,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        match tokio::time::timeout(self.limits.timeout, df.collect()).await {
+            Err(_) => Err(QueryError::Limit(format!(
+                "over the time limit of {} s (query.timeout_seconds)",
+                self.limits.timeout.as_secs()
+            ))),
+            Ok(Err(e)) => Err(self.classify(e)),
+            Ok(Ok(b)) => Ok(b),
+        }
+    }
+
+    fn classify(&self, e: datafusion::error::DataFusionError) -> QueryError {
+        let text = e.to_string();
+        if matches!(
+            e.find_root(),
+            datafusion::error::DataFusionError::ResourcesExhausted(_)
+        ) || text.contains("Resources exhausted")
+        {
+            QueryError::Limit(format!(
+                "over the memory limit of {} MiB (query.memory_limit_mib)",
+                self.limits.memory_bytes / (1024 * 1024)
+            ))
+        } else {
+            QueryError::Sql(text)
+        }
+    }
+}
+
+/// A session context with a fixed memory pool: operators that can spill (sorts,
+/// aggregations, joins) do so to the temporary directory before the limit; a query that still
+/// needs more fails.
+fn context(limits: Limits) -> Result<SessionContext, QueryError> {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("tip", "lake");
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(limits.memory_bytes, 1.0)
+        .build_arc()
+        .map_err(sql_err)?;
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
+/// Registers one lake table at its point in history; a table no writer has created yet is
+/// registered empty. Returns the Delta version read.
+async fn register_table(
+    ctx: &SessionContext,
+    lake: &Lake,
+    spec: &TableSpec,
+    at: Option<&lake::TablePoint>,
+) -> Result<i64, QueryError> {
+    let name = spec.name.as_str();
+    match lake.try_table(name, at).await? {
+        Some(t) => {
+            t.update_datafusion_session(&ctx.state()).map_err(sql_err)?;
+            let provider = t.table_provider().await.map_err(sql_err)?;
+            ctx.register_table(name, provider).map_err(sql_err)?;
+            Ok(t.version().map(|v| v as i64).unwrap_or(-1))
+        }
+        None => {
+            let empty = MemTable::try_new(spec.schema.clone(), vec![vec![]]).map_err(sql_err)?;
+            ctx.register_table(name, Arc::new(empty)).map_err(sql_err)?;
+            Ok(-1)
+        }
+    }
+}
+
+fn refuse_or_sql(msg: String) -> QueryError {
+    if msg.contains("not supported")
+        && (msg.contains("DDL") || msg.contains("DML") || msg.contains("Statement"))
+    {
+        QueryError::Refused(msg)
+    } else {
+        QueryError::Sql(msg)
+    }
+}
