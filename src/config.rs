@@ -367,6 +367,11 @@ pub struct FeedConfig {
     pub values: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     pub impute: BTreeMap<String, Impute>,
+    /// Each file is the complete set of the partner's records of this period (`all`,
+    /// `YYYY-MM` or `YYYY-MM..YYYY-MM`): records of the period absent from it are removed.
+    /// Without it, files add and replace records and remove none.
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -161,6 +161,12 @@ pub struct RecordSchema {
     pub description: String,
     #[serde(default)]
     pub period_field: Option<String>,
+    /// What identifies one record at a partner: alternatives, each a list of stored columns
+    /// (pseudonyms or stored fields); a row takes the first alternative it has every value of.
+    pub key: Vec<Vec<String>>,
+    /// Why these keys (documentation for partners and reviewers).
+    #[serde(default)]
+    pub key_notes: String,
     pub fields: Vec<FieldDef>,
 }
 
@@ -190,6 +196,10 @@ pub const PROVENANCE: &[(&str, &str)] = &[
     (
         "imputed_fields",
         "Fields the pipeline filled in, e.g. registered_on from the submission date.",
+    ),
+    (
+        "record_key",
+        "What identifies the record at its partner (a hash of the key fields, see the schema's key): a resubmission with the same key replaces it.",
     ),
 ];
 
@@ -610,6 +620,27 @@ fn build_list(
     Ok(list)
 }
 
+/// Every key alternative names stored columns: pseudonyms of the record or stored fields.
+fn check_key(rs: &RecordSchema) -> Result<(), String> {
+    if rs.key.is_empty() || rs.key.iter().any(|alt| alt.is_empty()) {
+        return Err("key: at least one alternative, each of at least one column".into());
+    }
+    let pseudonyms = rs.pseudonyms();
+    for col in rs.key.iter().flatten() {
+        let stored = pseudonyms.contains(col)
+            || rs
+                .field(col)
+                .is_some_and(|f| f.class != FieldClass::Identifier);
+        if !stored {
+            return Err(format!(
+                "key: {col} is not a stored column of {}",
+                rs.record_type
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_record(
     file: &str,
     rs: &RecordSchema,
@@ -620,6 +651,7 @@ fn check_record(
         file: file.into(),
         message,
     };
+    check_key(rs).map_err(bad)?;
     for (i, f) in rs.fields.iter().enumerate() {
         if rs.fields[..i].iter().any(|g| g.name == f.name) {
             return Err(bad(format!("field {} is defined twice", f.name)));

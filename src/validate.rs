@@ -46,6 +46,9 @@ pub struct Validator<'a> {
     normalisers: Vec<Option<Normaliser>>,
     /// For a pre-pseudonymised file: the key version its pseudonyms must carry.
     pub expect_key_version: Option<String>,
+    /// Read only these fields (a withdrawal needs the key fields alone); others are left null
+    /// and not required.
+    pub only: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The columns of a canonical batch that validation reads.
@@ -126,6 +129,7 @@ impl<'a> Validator<'a> {
             today: chrono::Utc::now().date_naive(),
             normalisers,
             expect_key_version: None,
+            only: None,
         }
     }
 
@@ -180,6 +184,10 @@ impl<'a> Validator<'a> {
     ) {
         vals.clear();
         for (i, f) in self.record.fields.iter().enumerate() {
+            if self.only.as_ref().is_some_and(|o| !o.contains(&f.name)) {
+                vals.push(V::Null);
+                continue;
+            }
             let raw = input.fields[i]
                 .filter(|a| a.is_valid(r))
                 .map(|a| a.value(r));

@@ -118,7 +118,7 @@ impl App {
             )) else {
                 continue;
             };
-            for (m, _) in mappings {
+            for (m, _, _) in mappings {
                 r.note(
                     SourceSpec::from_options(
                         &file.to_string(),

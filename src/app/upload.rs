@@ -14,7 +14,9 @@ use tokio::sync::Semaphore;
 
 use super::{App, Ingestion};
 use crate::access::TokenRecord;
-use crate::ingest::{Channel, FileReport, FileStatus, LoadFormat, Submission, sha256_file};
+use crate::ingest::{
+    Channel, FileReport, FileStatus, LoadFormat, Mode, Period, Submission, sha256_file,
+};
 
 /// Why an upload was refused before or during ingestion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,11 +92,20 @@ pub struct Receipt {
     pub bytes: u64,
     pub sha256: String,
     pub received_at: String,
+    pub mode: String,
+    pub snapshot_period: Option<String>,
     pub rows_read: u64,
     pub rows_accepted: u64,
     pub rows_quarantined: u64,
+    /// Records added, replaced by this version, and removed (withdrawn, or absent from a
+    /// snapshot).
+    pub rows_inserted: u64,
+    pub rows_updated: u64,
+    pub rows_removed: u64,
     pub quarantined: Vec<QuarantinedRow>,
     pub reason: Option<String>,
+    /// For an unchanged upload: the submission that already brought the same file.
+    pub earlier_submission: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +121,24 @@ pub struct UploadRequest {
     pub format: String,
     pub original_name: String,
     pub gzip: bool,
+    /// Add and replace records (default), a complete snapshot of a period, or a withdrawal.
+    pub mode: Mode,
+}
+
+/// The submission mode an upload declares: `mode=upsert` (default), `mode=snapshot` with
+/// `period=all|YYYY-MM|YYYY-MM..YYYY-MM`, or `mode=withdraw`.
+pub fn parse_mode(mode: Option<&str>, period: Option<&str>) -> Result<Mode, Refusal> {
+    let bad = |m: String| Refusal::new(RefusalKind::BadRequest, m);
+    match (mode.unwrap_or("upsert"), period) {
+        ("upsert", None) => Ok(Mode::Upsert),
+        ("withdraw", None) => Ok(Mode::Withdraw),
+        ("snapshot", Some(p)) => Period::parse(p).map(Mode::Snapshot).map_err(bad),
+        ("snapshot", None) => Err(bad(
+            "a snapshot declares its period: period=all, YYYY-MM or YYYY-MM..YYYY-MM".into(),
+        )),
+        ("upsert" | "withdraw", Some(_)) => Err(bad("only a snapshot takes a period".into())),
+        (other, _) => Err(bad(format!("mode {other:?}: upsert, snapshot or withdraw"))),
+    }
 }
 
 /// A client's file name as metadata: the last path component, letters, digits, `.-_ `
@@ -164,8 +193,10 @@ impl App {
                     "channel": channel, "token_id": caller.id, "org": caller.org,
                     "upload_id": rc.upload_id, "submission_id": rc.submission_id,
                     "status": rc.status, "record_type": rc.record_type, "format": rc.format,
-                    "bytes": rc.bytes, "sha256": rc.sha256, "rows_accepted": rc.rows_accepted,
-                    "rows_quarantined": rc.rows_quarantined,
+                    "bytes": rc.bytes, "sha256": rc.sha256, "mode": rc.mode,
+                    "rows_accepted": rc.rows_accepted, "rows_quarantined": rc.rows_quarantined,
+                    "rows_inserted": rc.rows_inserted, "rows_updated": rc.rows_updated,
+                    "rows_removed": rc.rows_removed,
                 }),
             ),
             Err(f) => (
@@ -320,6 +351,7 @@ impl Uploads {
             partner: org,
             mapping: &mapping,
             channel: Channel::Upload,
+            mode: req.mode.clone(),
         };
         ing.ingest_file(&sub, path).await.map_err(|e| hide(&e))
     }
@@ -371,9 +403,15 @@ fn receipt(
         bytes,
         sha256,
         received_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        mode: report.mode.as_str().into(),
+        snapshot_period: report.mode.period().map(|p| p.to_string()),
         rows_read: report.rows_read,
         rows_accepted: report.rows_accepted,
         rows_quarantined: report.rows_quarantined(),
+        rows_inserted: report.rows_inserted,
+        rows_updated: report.rows_updated,
+        rows_removed: report.rows_removed,
+        earlier_submission: report.earlier.clone(),
         quarantined: report
             .issues
             .iter()

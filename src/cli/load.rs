@@ -6,28 +6,45 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use tip::app::Actor;
-use tip::ingest::{Channel, FileReport, FileStatus, LoadFormat, Submission};
+use tip::ingest::{Channel, FileReport, FileStatus, LoadFormat, Mode, Period, Submission};
 
 use super::{Cli, app, ingestion};
 
-pub async fn run(
-    cli: &Cli,
-    partner: &str,
-    record_type: &str,
-    format: Option<&str>,
-    files: &[PathBuf],
-) -> anyhow::Result<ExitCode> {
+pub struct Request<'a> {
+    pub partner: &'a str,
+    pub record_type: &'a str,
+    pub format: Option<&'a str>,
+    pub snapshot: Option<&'a str>,
+    pub withdraw: bool,
+}
+
+impl Request<'_> {
+    fn mode(&self) -> anyhow::Result<Mode> {
+        Ok(match (self.snapshot, self.withdraw) {
+            (Some(p), _) => {
+                Mode::Snapshot(Period::parse(p).map_err(|e| anyhow!("--snapshot: {e}"))?)
+            }
+            (None, true) => Mode::Withdraw,
+            (None, false) => Mode::Upsert,
+        })
+    }
+}
+
+pub async fn run(cli: &Cli, req: &Request<'_>, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mode = req.mode()?;
     let app = app(cli)?;
     let ing = ingestion(&app, cli).await?.ingestor;
-    let record = ing.record(record_type)?.clone();
+    let record = ing.record(req.record_type)?.clone();
+    let partner = req.partner;
     let mut rejected = false;
     for path in files {
-        let fmt = load_format(format, path)?;
+        let fmt = load_format(req.format, path)?;
         let mapping = ing.mapping_for_load(&record, fmt, path)?;
         let sub = Submission {
             partner,
             mapping: &mapping,
             channel: Channel::Load,
+            mode: mode.clone(),
         };
         let report = ing.ingest_file(&sub, path).await?;
         app.record_file(&report, partner, Channel::Load, Actor::Cli);
@@ -56,8 +73,10 @@ pub fn load_format(format: Option<&str>, path: &Path) -> anyhow::Result<LoadForm
 pub fn print_file(f: &FileReport) {
     match &f.status {
         FileStatus::Unchanged => println!(
-            "  {} [{}]: unchanged (already ingested)",
-            f.file, f.record_type
+            "  {} [{}]: unchanged (already ingested as submission {})",
+            f.file,
+            f.record_type,
+            f.earlier.as_deref().unwrap_or("-")
         ),
         FileStatus::Rejected(reason) => {
             println!("  {} [{}]: REJECTED: {reason}", f.file, f.record_type);
@@ -73,13 +92,20 @@ fn print_committed(f: &FileReport) {
         Some((a, b)) => format!("{a}..{b}"),
         None => "-".into(),
     };
+    let declared = match f.mode.period() {
+        Some(p) => format!(" (complete snapshot of {p})"),
+        None => String::new(),
+    };
     println!(
-        "  {} [{}]: {} rows read, {} accepted, {} quarantined; period {period}; table version {}",
+        "  {} [{}]{declared}: {} rows read, {} accepted, {} quarantined; {} inserted, {} updated, {} removed; period {period}; table version {}",
         f.file,
         f.record_type,
         f.rows_read,
         f.rows_accepted,
         f.rows_quarantined(),
+        f.rows_inserted,
+        f.rows_updated,
+        f.rows_removed,
         f.table_version
             .map(|v| v.to_string())
             .unwrap_or_else(|| "-".into())

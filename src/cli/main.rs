@@ -63,6 +63,14 @@ enum Command {
         /// csv, json, ndjson, xlsx or htcds-v2 (default: from the file extension).
         #[arg(long)]
         format: Option<String>,
+        /// Each file is everything the partner holds for this period (all, YYYY-MM or
+        /// YYYY-MM..YYYY-MM): the partner's records of the period missing from it are removed.
+        #[arg(long, conflicts_with = "withdraw")]
+        snapshot: Option<String>,
+        /// Each file lists records to withdraw by their keys (case number and the key fields of
+        /// the record type): they are removed.
+        #[arg(long)]
+        withdraw: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -265,8 +273,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             partner,
             record_type,
             format,
+            snapshot,
+            withdraw,
             files,
-        } => load::run(&cli, partner, record_type, format.as_deref(), files).await,
+        } => {
+            let req = load::Request {
+                partner,
+                record_type,
+                format: format.as_deref(),
+                snapshot: snapshot.as_deref(),
+                withdraw: *withdraw,
+            };
+            load::run(&cli, &req, files).await
+        }
         Command::Pseudonymise {
             partner,
             record_type,

@@ -76,6 +76,8 @@ pub(super) fn write(run: &mut SampleRun) -> Result<(), GenerateError> {
 /// Pushes one to five services of person `i`, within 120 days of registration.
 fn push_services(run: &mut SampleRun, services: &mut Writer, i: usize, p: &Person, case: &str) {
     let reg = p.registered;
+    // One row per case, day, kind of service and role (see the Lithuanian log).
+    let mut logged = std::collections::HashSet::new();
     for _ in 0..run.rng.random_range(1..=5) {
         let rng = &mut run.rng;
         let l = &run.labels;
@@ -119,7 +121,9 @@ fn push_services(run: &mut SampleRun, services: &mut Writer, i: usize, p: &Perso
                 },
             ),
         ];
-        services.push(row, Some((i, v)));
+        if logged.insert((d, st, row[8].clone())) {
+            services.push(row, Some((i, v)));
+        }
     }
 }
 

@@ -182,6 +182,9 @@ fn push_services(
     reg: NaiveDate,
 ) {
     let n_services = run.rng.random_range(0..=4);
+    // A service log has one row per case, day and kind of service (two sessions that day are
+    // one row with sessions = 2): a draw that repeats one is not written.
+    let mut logged = std::collections::HashSet::new();
     for _ in 0..n_services {
         let rng = &mut run.rng;
         let l = &run.labels;
@@ -202,24 +205,24 @@ fn push_services(
                 "interpretation",
             ],
         );
-        services.push(
-            vec![
-                case.to_string(),
-                g,
-                f,
-                dmy(p.birth),
-                dmy(d),
-                l.get("service_type", "lt", st),
-                rng.random_range(1..=6).to_string(),
-                format!(
-                    "{},{}",
-                    rng.random_range(1..8),
-                    [0, 5][rng.random_range(0..2)]
-                ),
-                l.get("recipient_role", "lt", "victim"),
-            ],
-            Some((i, v)),
-        );
+        let row = vec![
+            case.to_string(),
+            g,
+            f,
+            dmy(p.birth),
+            dmy(d),
+            l.get("service_type", "lt", st),
+            rng.random_range(1..=6).to_string(),
+            format!(
+                "{},{}",
+                rng.random_range(1..8),
+                [0, 5][rng.random_range(0..2)]
+            ),
+            l.get("recipient_role", "lt", "victim"),
+        ];
+        if logged.insert((d, st)) {
+            services.push(row, Some((i, v)));
+        }
     }
 }
 

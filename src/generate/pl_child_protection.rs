@@ -170,6 +170,9 @@ fn push_risk_assessments(
 ) {
     let mut risk = pick_s(&mut run.rng, &["high", "high", "medium"]);
     let mut d = p.registered;
+    // One assessment per case, day and stage: a second review that the year's end pushes onto
+    // the same day as the first is not written.
+    let mut held = std::collections::HashSet::new();
     for stage in ["intake", "review", "review", "closure"]
         .iter()
         .take(run.rng.random_range(1..=4))
@@ -206,7 +209,9 @@ fn push_risk_assessments(
             ),
             if rng.random_bool(0.8) { "tak" } else { "nie" }.into(),
         ];
-        assessments.push(row, Some((i, v)));
+        if held.insert((d, *stage)) {
+            assessments.push(row, Some((i, v)));
+        }
         risk = match risk {
             "high" => pick_s(rng, &["high", "medium", "medium"]),
             "medium" => pick_s(rng, &["medium", "low", "low"]),

@@ -1,51 +1,28 @@
-//! One file, in two passes. The first reads, maps and validates everything without touching
-//! the lake: a file that is wrong as a whole is rejected here, and the period the submission
-//! covers is learned. The second streams the pseudonymised rows into one Delta commit that
-//! replaces the partner's earlier rows for that period. A file already in the ledger (same
-//! partner, record type and SHA-256) is skipped. The quarantine rows and then the ledger row
-//! follow the data commit: the ledger row marks the submission complete.
+//! One file, as one submission. The first pass ([`passes`](super::passes)) reads, maps,
+//! validates and keys everything without touching the lake: a file that is wrong as a whole is
+//! rejected here. Then, in this order: the quarantine rows, the data commit (one Delta commit
+//! that adds the new records and removes what they replace, what a snapshot leaves out or what
+//! is withdrawn; it carries the submission's ledger row in its commit metadata), and the ledger
+//! row, which marks the submission complete. A crash between the data commit and the ledger row
+//! is repaired from that metadata ([`reconcile`](super::reconcile)). A file already in the
+//! ledger (same partner, record type, content, mode and period) is skipped.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, Date32Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 
-use super::{FileReport, FileStatus, IngestError, Ingestor, Submission, sha256_file, today};
-use crate::config::Registry;
+use super::passes::{FileJob, PassOne};
+use super::{FileReport, FileStatus, IngestError, Ingestor, Mode, Submission, sha256_file};
 use crate::lake::system::{QuarantineRow, SubmissionRow};
 use crate::lake::{self, system};
-use crate::mapping::Mapping;
-use crate::pseudonym::{Provenance, Stage};
-use crate::schema::{Catalog, RecordSchema};
-use crate::source::{self, Reason, RowIssue, SourceError, SourceSpec};
-use crate::util::months::month_of_days;
-use crate::validate::Validator;
+use crate::pseudonym::Provenance;
+use crate::source::{RowIssue, SourceError};
 
-/// Everything the reading passes need, owned so they can run on a blocking thread.
-pub(super) struct FileJob {
-    pub path: PathBuf,
-    pub file: String,
-    pub record: RecordSchema,
-    pub mapping: Mapping,
-    pub catalog: Arc<Catalog>,
-    pub registry: Arc<Registry>,
-    pub partner: String,
-    pub submission_date: String,
-    pub batch_rows: usize,
-    pub key_version: String,
-}
-
-/// What the first pass learned.
-struct PassOne {
-    rows_read: u64,
-    accepted: u64,
-    issues: Vec<RowIssue>,
-    period: Option<(String, String)>,
-    imputed: BTreeSet<String>,
-}
+/// The commit metadata key that carries a submission's ledger row.
+pub const LEDGER_METADATA: &str = "tip.ledger";
 
 /// The ingestion of one submission that passed its first pass.
 struct Commit<'a> {
@@ -53,8 +30,6 @@ struct Commit<'a> {
     sub: &'a Submission<'a>,
     job: Arc<FileJob>,
     sha: String,
-    submission_id: String,
-    reporting_country: String,
     now: DateTime<Utc>,
 }
 
@@ -63,55 +38,77 @@ pub(super) async fn ingest(
     sub: &Submission<'_>,
     path: &Path,
 ) -> Result<FileReport, IngestError> {
-    let job = Arc::new(FileJob::new(ing, sub, path)?);
-    let mut report = FileReport::new(&job.file, &job.record.record_type);
-    let sha = sha256_file(path).map_err(|e| SourceError::Read {
-        file: job.file.clone(),
-        detail: e.kind().to_string(),
-    })?;
-    if ing
+    let prov = Provenance {
+        partner: sub.partner.to_string(),
+        reporting_country: reporting_country(ing, sub.partner)?,
+        submission_id: uuid::Uuid::new_v4().to_string(),
+        source_sha256: sha256_file(path).map_err(|e| SourceError::Read {
+            file: crate::source::display_name(path),
+            detail: e.kind().to_string(),
+        })?,
+        ingested_at_micros: Utc::now().timestamp_micros(),
+    };
+    let job = Arc::new(FileJob::new(ing, sub, path, prov)?);
+    let mut report = FileReport::new(&job.file, &job.record.record_type, &sub.mode);
+    let period = sub.mode.period().map(|p| p.to_string());
+    let earlier = ing
         .lake
-        .find_submission(sub.partner, &job.record.record_type, &sha)
-        .await?
-        .is_some()
-    {
+        .find_submission(
+            sub.partner,
+            &job.record.record_type,
+            &job.prov.source_sha256,
+            sub.mode.as_str(),
+            period.as_deref(),
+        )
+        .await?;
+    if let Some(e) = earlier {
         report.status = FileStatus::Unchanged;
+        report.earlier = Some(e.submission_id);
         return Ok(report);
     }
-    let one = match run_blocking(&job.file, {
-        let job = job.clone();
-        move || job.pass_one()
-    })
-    .await?
-    {
+    let one = match first_pass(&job).await? {
         Ok(o) => o,
-        Err(IngestError::Source(e)) => {
-            report.status = FileStatus::Rejected(e.to_string());
+        Err(reason) => {
+            report.status = FileStatus::Rejected(reason);
             return Ok(report);
         }
-        Err(e) => return Err(e),
     };
     report.rows_read = one.rows_read;
     report.rows_accepted = one.accepted;
-    report.issues = one.issues;
-    report.period = one.period;
-    report.imputed = one.imputed;
+    report.issues = one.issues.clone();
+    report.period = one.period.clone();
+    report.imputed = one.imputed.clone();
+    report.submission_id = Some(job.prov.submission_id.clone());
     let commit = Commit {
-        reporting_country: reporting_country(ing, sub.partner)?,
+        sha: job.prov.source_sha256.clone(),
         ing,
         sub,
         job,
-        sha,
-        submission_id: uuid::Uuid::new_v4().to_string(),
         now: Utc::now(),
     };
-    report.submission_id = Some(commit.submission_id.clone());
-    if let Some((from, to)) = report.period.clone() {
-        report.table_version = Some(commit.data(&from, &to, one.accepted).await?);
-    }
     commit.quarantine(&report.issues).await?;
+    commit.data(&one, &mut report).await?;
     commit.ledger(&report).await?;
     Ok(report)
+}
+
+/// The first pass on a blocking thread. A file-level problem is the inner error (the file is
+/// rejected); a task failure carries no input: its message is not passed on.
+async fn first_pass(job: &Arc<FileJob>) -> Result<Result<PassOne, String>, IngestError> {
+    let j = job.clone();
+    let res = tokio::task::spawn_blocking(move || j.pass_one())
+        .await
+        .map_err(|_| {
+            IngestError::Usage(format!(
+                "{}: internal error while reading; nothing was committed",
+                job.file
+            ))
+        })?;
+    match res {
+        Ok(one) => Ok(job.check_snapshot(&one).map(|()| one)),
+        Err(IngestError::Source(e)) => Ok(Err(e.to_string())),
+        Err(e) => Err(e),
+    }
 }
 
 fn reporting_country(ing: &Ingestor, partner: &str) -> Result<String, IngestError> {
@@ -125,60 +122,74 @@ fn reporting_country(ing: &Ingestor, partner: &str) -> Result<String, IngestErro
         })
 }
 
-/// Runs a reading pass on a blocking thread. A task failure carries no input: its message is
-/// not passed on.
-async fn run_blocking<T: Send + 'static>(
-    file: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, IngestError> {
-    tokio::task::spawn_blocking(f).await.map_err(|_| {
-        IngestError::Usage(format!(
-            "{file}: internal error while reading; nothing was committed"
-        ))
-    })
-}
-
 impl Commit<'_> {
-    fn provenance(&self) -> Provenance {
-        Provenance {
-            partner: self.sub.partner.to_string(),
-            reporting_country: self.reporting_country.clone(),
-            submission_id: self.submission_id.clone(),
-            source_sha256: self.sha.clone(),
-            ingested_at_micros: self.now.timestamp_micros(),
-        }
+    fn metadata(
+        &self,
+        ledger: &SubmissionRow,
+    ) -> Result<Vec<(String, serde_json::Value)>, IngestError> {
+        let row = serde_json::to_value(ledger).map_err(|e| IngestError::Usage(e.to_string()))?;
+        Ok(vec![
+            (
+                "tip.submission_id".to_string(),
+                serde_json::json!(self.job.prov.submission_id),
+            ),
+            (LEDGER_METADATA.to_string(), row),
+        ])
     }
 
-    /// The second pass: streams pseudonymised rows into one commit replacing the partner's
-    /// rows of the same period. Returns the table version.
-    async fn data(&self, from: &str, to: &str, accepted: u64) -> Result<i64, IngestError> {
+    /// Counts what the submission will insert, update and remove, then commits it: one Delta
+    /// commit for the data, whatever the mode.
+    async fn data(&self, one: &PassOne, report: &mut FileReport) -> Result<(), IngestError> {
+        let record = &self.job.record;
+        let country = &self.job.prov.reporting_country;
+        let existing = self
+            .ing
+            .lake
+            .partner_keys(&record.table, self.sub.partner, country)
+            .await?;
+        count_changes(&self.sub.mode, &one.keys, &existing, report);
+        let changes = report.rows_inserted + report.rows_updated + report.rows_removed;
+        if one.keys.is_empty() && changes == 0 {
+            return Ok(());
+        }
+        let scope = lake::Scope {
+            partner: self.sub.partner,
+            country,
+            keys: &one.keys,
+            snapshot: self.sub.mode.period().map(|p| p.bounds()),
+        };
+        let metadata = self.metadata(&self.ledger_row(report, "{}".into()))?;
+        let version = match self.sub.mode {
+            Mode::Withdraw => {
+                self.ing
+                    .lake
+                    .delete_where(&record.table, &scope, metadata)
+                    .await?
+            }
+            _ => self.write(one, &scope, metadata).await?,
+        };
+        report.table_version = Some(version);
+        Ok(())
+    }
+
+    /// The second pass streams the pseudonymised rows into the commit.
+    async fn write(
+        &self,
+        one: &PassOne,
+        scope: &lake::Scope<'_>,
+        metadata: Vec<(String, serde_json::Value)>,
+    ) -> Result<i64, IngestError> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, String>>(4);
-        let stage = Stage::new(&self.job.record, &self.ing.catalog, self.ing.key());
         let producer = {
-            let (job, prov, sha) = (self.job.clone(), self.provenance(), self.sha.clone());
+            let (job, excluded) = (self.job.clone(), one.excluded.clone());
+            let expected = (one.accepted, self.sha.clone());
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = job.pass_two(&stage, &prov, &tx, (accepted, sha)) {
+                if let Err(e) = job.pass_two(&excluded, &tx, expected) {
                     let _ = tx.blocking_send(Err(e));
                 }
             })
         };
         let record = &self.job.record;
-        let metadata = vec![
-            (
-                "tip.submission_id".to_string(),
-                serde_json::json!(self.submission_id),
-            ),
-            (
-                "tip.partner".to_string(),
-                serde_json::json!(self.sub.partner),
-            ),
-            (
-                "tip.record_type".to_string(),
-                serde_json::json!(record.record_type),
-            ),
-            ("tip.source_sha256".to_string(), serde_json::json!(self.sha)),
-        ];
-        let scope = lake::submission_scope(self.sub.partner, &self.reporting_country, from, to);
         let res = self
             .ing
             .lake
@@ -195,7 +206,7 @@ impl Commit<'_> {
         let rows: Vec<QuarantineRow> = issues
             .iter()
             .map(|i| QuarantineRow {
-                submission_id: self.submission_id.clone(),
+                submission_id: self.job.prov.submission_id.clone(),
                 partner: self.sub.partner.to_string(),
                 record_type: self.job.record.record_type.clone(),
                 source_sha256: self.sha.clone(),
@@ -209,27 +220,13 @@ impl Commit<'_> {
         Ok(())
     }
 
-    /// The ledger row, last: it marks the submission complete.
-    async fn ledger(&self, report: &FileReport) -> Result<(), IngestError> {
-        let mut names: Vec<String> = lake::Lake::specs(&self.ing.catalog)
-            .into_iter()
-            .map(|s| s.name)
-            .filter(|n| n != system::RUNS)
-            .collect();
-        names.sort();
-        let versions = self.ing.lake.versions(&names).await?;
-        let lake_versions = serde_json::to_string(
-            &versions
-                .into_iter()
-                .collect::<std::collections::BTreeMap<_, _>>(),
-        )
-        .map_err(|e| IngestError::Usage(e.to_string()))?;
+    fn ledger_row(&self, report: &FileReport, lake_versions: String) -> SubmissionRow {
         let (period_from, period_to) = match &report.period {
             Some((a, b)) => (Some(a.clone()), Some(b.clone())),
             None => (None, None),
         };
-        let row = SubmissionRow {
-            submission_id: self.submission_id.clone(),
+        SubmissionRow {
+            submission_id: self.job.prov.submission_id.clone(),
             partner: self.sub.partner.to_string(),
             record_type: self.job.record.record_type.clone(),
             source_sha256: self.sha.clone(),
@@ -245,193 +242,66 @@ impl Commit<'_> {
             key_version: self.ing.key_version(),
             schema_version: self.job.record.version,
             ingested_at: self.now,
-        };
+            mode: self.sub.mode.as_str().to_string(),
+            snapshot_period: self.sub.mode.period().map(|p| p.to_string()),
+            rows_inserted: report.rows_inserted as i64,
+            rows_updated: report.rows_updated as i64,
+            rows_removed: report.rows_removed as i64,
+        }
+    }
+
+    /// The ledger row, last: it marks the submission complete.
+    async fn ledger(&self, report: &FileReport) -> Result<(), IngestError> {
+        let lake_versions = lake_versions(self.ing).await?;
+        let row = self.ledger_row(report, lake_versions);
         self.ing.lake.record_submission(&row).await?;
         Ok(())
     }
 }
 
-impl FileJob {
-    pub fn new(ing: &Ingestor, sub: &Submission<'_>, path: &Path) -> Result<FileJob, IngestError> {
-        Ok(FileJob {
-            path: path.to_path_buf(),
-            file: source::display_name(path),
-            record: ing.record(&sub.mapping.record_type)?.clone(),
-            mapping: sub.mapping.clone(),
-            catalog: ing.catalog.clone(),
-            registry: ing.registry.clone(),
-            partner: sub.partner.to_string(),
-            submission_date: today(),
-            batch_rows: ing.config.ingest.batch_rows,
-            key_version: ing.key_version(),
-        })
-    }
-
-    pub fn spec(&self) -> Result<SourceSpec, SourceError> {
-        let mut spec = SourceSpec::from_options(
-            &self.file,
-            self.mapping.format,
-            &self.mapping.options,
-            self.mapping.wanted(),
-            self.batch_rows,
-        )?;
-        spec.required = self.mapping.required_groups(&self.record);
-        Ok(spec)
-    }
-
-    pub fn validator(&self) -> Validator<'_> {
-        let m = &self.mapping;
-        let mut v = Validator::new(
-            &self.record,
-            &self.catalog,
-            &self.registry,
-            &self.partner,
-            m.options.date_formats.clone().unwrap_or_default(),
-            m.options.decimal_separator.as_deref() == Some(","),
-            m.format.is_spreadsheet(),
-        );
-        if m.pseudonymised {
-            v.expect_key_version = Some(self.key_version.clone());
-        }
-        v
-    }
-
-    /// The mapping and validation stages for one raw batch: typed rows and row-level problems.
-    pub fn map_and_validate(
-        &self,
-        v: &Validator<'_>,
-        raw: &RecordBatch,
-    ) -> Result<(RecordBatch, Vec<RowIssue>), SourceError> {
-        let canonical = self
-            .mapping
-            .apply(raw, &self.submission_date)
-            .map_err(|e| SourceError::Sink(format!("{}: {e}", self.file)))?;
-        v.apply(&canonical)
-            .map_err(|e| SourceError::Sink(format!("{}: {e}", self.file)))
-    }
-
-    /// Reads, maps and validates the whole file; touches no lake.
-    fn pass_one(&self) -> Result<PassOne, IngestError> {
-        let spec = self.spec()?;
-        let v = self.validator();
-        let period_idx = self
-            .record
-            .period_field
-            .as_ref()
-            .and_then(|p| self.record.validated_schema().index_of(p).ok());
-        let mut out = PassOne {
-            rows_read: 0,
-            accepted: 0,
-            issues: vec![],
-            period: None,
-            imputed: BTreeSet::new(),
-        };
-        let mut days = DayRange::default();
-        let mut sink = |raw: source::RawBatch| -> Result<(), SourceError> {
-            out.issues.extend(raw.issues);
-            let (typed, issues) = self.map_and_validate(&v, &raw.batch)?;
-            out.issues.extend(issues);
-            out.accepted += typed.num_rows() as u64;
-            if let Some(i) = period_idx {
-                days.extend(typed.column(i));
-            }
-            collect_imputed(&typed, &mut out.imputed);
-            Ok(())
-        };
-        out.rows_read = source::read(&self.path, &spec, &mut sink)?;
-        self.refuse_other_keys(&out.issues)?;
-        out.issues
-            .sort_by(|a, b| (a.row, &a.field).cmp(&(b.row, &b.field)));
-        out.period = days.months();
-        Ok(out)
-    }
-
-    /// Pseudonyms made with another key would never link: the file is refused as a whole.
-    fn refuse_other_keys(&self, issues: &[RowIssue]) -> Result<(), IngestError> {
-        match issues.iter().find(|i| i.reason == Reason::WrongKeyVersion) {
-            Some(i) => Err(SourceError::Structure {
-                file: self.file.clone(),
-                detail: format!(
-                    "row {}: {} was made with a different key than this lake's (key version {}); pseudonymise with the network key",
-                    i.row, i.field, self.key_version
-                ),
-            }
-            .into()),
-            None => Ok(()),
-        }
-    }
-
-    /// Reads the file again, pseudonymises the accepted rows and sends them to the writer.
-    /// Fails if the file changed since the first pass.
-    fn pass_two(
-        &self,
-        stage: &Stage,
-        prov: &Provenance,
-        tx: &tokio::sync::mpsc::Sender<Result<RecordBatch, String>>,
-        expected: (u64, String),
-    ) -> Result<(), String> {
-        let file = &self.file;
-        let spec = self.spec().map_err(|e| e.to_string())?;
-        let v = self.validator();
-        let mut accepted = 0u64;
-        let mut sink = |raw: source::RawBatch| -> Result<(), SourceError> {
-            let (typed, _) = self.map_and_validate(&v, &raw.batch)?;
-            if typed.num_rows() == 0 {
-                return Ok(());
-            }
-            accepted += typed.num_rows() as u64;
-            let stored = stage
-                .apply(&typed, prov)
-                .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
-            tx.blocking_send(Ok(stored))
-                .map_err(|_| SourceError::Sink(format!("{file}: the lake writer stopped")))
-        };
-        source::read(&self.path, &spec, &mut sink).map_err(|e| e.to_string())?;
-        let sha =
-            sha256_file(&self.path).map_err(|e| format!("{file}: cannot read: {}", e.kind()))?;
-        if accepted != expected.0 || sha != expected.1 {
-            return Err(format!(
-                "{file}: the file changed while it was being ingested; nothing was committed"
-            ));
-        }
-        Ok(())
-    }
+/// Every table's version now, as the JSON the ledger keeps (`--as-of` reads it back).
+pub(super) async fn lake_versions(ing: &Ingestor) -> Result<String, IngestError> {
+    let names: Vec<String> = lake::Lake::specs(&ing.catalog)
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|n| n != system::RUNS)
+        .collect();
+    let versions = ing.lake.versions(&names).await?;
+    serde_json::to_string(
+        &versions
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .map_err(|e| IngestError::Usage(e.to_string()))
 }
 
-/// The fields a mapping filled in (`imputed_fields`, comma-separated per row).
-fn collect_imputed(typed: &RecordBatch, into: &mut BTreeSet<String>) {
-    if let Some(imp) = typed
-        .column_by_name("imputed_fields")
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-    {
-        for s in imp.iter().flatten() {
-            into.extend(s.split(',').map(str::to_string));
+/// Inserted (new keys), updated (keys held), removed (withdrawn keys held, or what a snapshot
+/// leaves out of its period).
+fn count_changes(
+    mode: &Mode,
+    keys: &[String],
+    existing: &HashMap<String, String>,
+    report: &mut FileReport,
+) {
+    let held = keys.iter().filter(|k| existing.contains_key(*k)).count() as u64;
+    let sent: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
+    match mode {
+        Mode::Withdraw => report.rows_removed = held,
+        Mode::Upsert => {
+            report.rows_updated = held;
+            report.rows_inserted = keys.len() as u64 - held;
         }
-    }
-}
-
-/// The earliest and latest date seen, as Arrow days.
-#[derive(Default)]
-struct DayRange(Option<(i32, i32)>);
-
-impl DayRange {
-    fn extend(&mut self, column: &arrow::array::ArrayRef) {
-        let Some(d) = column.as_any().downcast_ref::<Date32Array>() else {
-            return;
-        };
-        for x in d.iter().flatten() {
-            self.0 = Some(match self.0 {
-                Some((a, b)) => (a.min(x), b.max(x)),
-                None => (x, x),
-            });
+        Mode::Snapshot(period) => {
+            report.rows_updated = held;
+            report.rows_inserted = keys.len() as u64 - held;
+            let in_period = |p: &str| match period.bounds() {
+                None => true,
+                Some((from, to)) => from <= p && p <= to,
+            };
+            report.rows_removed = existing
+                .iter()
+                .filter(|(k, p)| in_period(p) && !sent.contains(k.as_str()))
+                .count() as u64;
         }
-    }
-
-    fn months(&self) -> Option<(String, String)> {
-        let (a, b) = self.0?;
-        Some((
-            month_of_days(a).unwrap_or_default(),
-            month_of_days(b).unwrap_or_default(),
-        ))
     }
 }

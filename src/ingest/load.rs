@@ -68,6 +68,7 @@ pub(super) fn mapping_for_load(
                 columns: Default::default(),
                 values: Default::default(),
                 impute: Default::default(),
+                snapshot: None,
             };
             Ok(Mapping::for_feed(
                 "htcds-v2 preset",

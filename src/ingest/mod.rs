@@ -10,6 +10,7 @@
 mod file;
 mod load;
 mod partner_side;
+mod passes;
 mod pipelines;
 
 use std::collections::BTreeSet;
@@ -157,14 +158,99 @@ pub enum FileStatus {
     Rejected(String),
 }
 
+/// What a submission does to the partner's records of its type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Records with new keys are added, records with keys already held are replaced, nothing
+    /// else is touched.
+    #[default]
+    Upsert,
+    /// The file is everything the partner holds for the period: as an upsert, and the
+    /// partner's records of the period that the file does not have are removed.
+    Snapshot(Period),
+    /// The file lists keys: those records are removed.
+    Withdraw,
+}
+
+impl Mode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::Upsert => "upsert",
+            Mode::Snapshot(_) => "snapshot",
+            Mode::Withdraw => "withdraw",
+        }
+    }
+
+    /// The declared period of a snapshot.
+    pub fn period(&self) -> Option<&Period> {
+        match self {
+            Mode::Snapshot(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// The period a snapshot declares: everything, or a range of months (`YYYY-MM`, inclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Period {
+    All,
+    Months { from: String, to: String },
+}
+
+impl Period {
+    /// `all`, `YYYY-MM` or `YYYY-MM..YYYY-MM`.
+    pub fn parse(s: &str) -> Result<Period, String> {
+        let bad = || format!("period {s:?}: expected all, YYYY-MM or YYYY-MM..YYYY-MM");
+        let month = |m: &str| crate::util::months::shift_month(m.trim(), 0).ok_or_else(bad);
+        if s.trim() == "all" {
+            return Ok(Period::All);
+        }
+        let (from, to) = match s.split_once("..") {
+            Some((a, b)) => (month(a)?, month(b)?),
+            None => (month(s)?, month(s)?),
+        };
+        if from > to {
+            return Err(bad());
+        }
+        Ok(Period::Months { from, to })
+    }
+
+    /// The first and last month (None for everything).
+    pub fn bounds(&self) -> Option<(&str, &str)> {
+        match self {
+            Period::All => None,
+            Period::Months { from, to } => Some((from, to)),
+        }
+    }
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Period::All => f.write_str("all"),
+            Period::Months { from, to } if from == to => f.write_str(from),
+            Period::Months { from, to } => write!(f, "{from}..{to}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct FileReport {
     pub file: String,
     pub record_type: String,
     pub status: FileStatus,
     pub submission_id: Option<String>,
+    /// The earlier submission of the same content, when the file was unchanged.
+    pub earlier: Option<String>,
+    pub mode: Mode,
     pub rows_read: u64,
     pub rows_accepted: u64,
+    /// Records added (new keys).
+    pub rows_inserted: u64,
+    /// Records replaced by a new version (keys already held).
+    pub rows_updated: u64,
+    /// Records removed: withdrawn, or absent from a snapshot.
+    pub rows_removed: u64,
     pub issues: Vec<RowIssue>,
     pub period: Option<(String, String)>,
     pub imputed: BTreeSet<String>,
@@ -172,14 +258,19 @@ pub struct FileReport {
 }
 
 impl FileReport {
-    fn new(file: &str, record_type: &str) -> FileReport {
+    fn new(file: &str, record_type: &str, mode: &Mode) -> FileReport {
         FileReport {
             file: file.to_string(),
             record_type: record_type.to_string(),
             status: FileStatus::Committed,
             submission_id: None,
+            earlier: None,
+            mode: mode.clone(),
             rows_read: 0,
             rows_accepted: 0,
+            rows_inserted: 0,
+            rows_updated: 0,
+            rows_removed: 0,
             issues: vec![],
             period: None,
             imputed: BTreeSet::new(),
@@ -223,6 +314,7 @@ pub struct Submission<'a> {
     pub partner: &'a str,
     pub mapping: &'a Mapping,
     pub channel: Channel<'a>,
+    pub mode: Mode,
 }
 
 /// SHA-256 of a file, streamed.

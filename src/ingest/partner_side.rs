@@ -7,10 +7,10 @@ use std::path::Path;
 use arrow::array::ArrayRef;
 use arrow::record_batch::RecordBatch;
 
-use super::file::FileJob;
-use super::{Channel, FileReport, FileStatus, IngestError, Ingestor, Submission};
+use super::passes::FileJob;
+use super::{Channel, FileReport, FileStatus, IngestError, Ingestor, Mode, Submission};
 use crate::mapping::Mapping;
-use crate::pseudonym::{Provenance, Stage};
+use crate::pseudonym::Provenance;
 use crate::schema::{FieldClass, RecordSchema};
 use crate::source::{self, SourceError};
 
@@ -25,16 +25,13 @@ pub(super) fn pseudonymise_file(
         partner,
         mapping,
         channel: Channel::Load,
+        mode: Mode::Upsert,
     };
-    let job = FileJob::new(ing, &sub, input)?;
     let org = ing.registry.get(partner).ok_or_else(|| {
         IngestError::Usage(format!(
             "partner {partner:?} is not in the organisation registry"
         ))
     })?;
-    let spec = job.spec()?;
-    let v = job.validator();
-    let stage = Stage::new(&job.record, &ing.catalog, ing.key());
     let prov = Provenance {
         partner: partner.to_string(),
         reporting_country: org.country.clone(),
@@ -42,6 +39,9 @@ pub(super) fn pseudonymise_file(
         source_sha256: String::new(),
         ingested_at_micros: 0,
     };
+    let job = FileJob::new(ing, &sub, input, prov)?;
+    let spec = job.spec()?;
+    let v = job.validator();
     let columns = output_columns(&job.record);
     // Written to a temporary file beside the output and renamed at the end: a failed run
     // leaves no half-written file.
@@ -52,15 +52,16 @@ pub(super) fn pseudonymise_file(
     };
     let mut w = ::csv::Writer::from_path(&tmp).map_err(|e| out_err(&e))?;
     w.write_record(&columns).map_err(|e| out_err(&e))?;
-    let mut report = FileReport::new(&job.file, &job.record.record_type);
+    let mut report = FileReport::new(&job.file, &job.record.record_type, &Mode::Upsert);
     let mut write_err: Option<String> = None;
     let mut sink = |raw: source::RawBatch| -> Result<(), SourceError> {
         report.issues.extend(raw.issues);
         let (typed, issues) = job.map_and_validate(&v, &raw.batch)?;
         report.issues.extend(issues);
         report.rows_accepted += typed.num_rows() as u64;
-        let stored = stage
-            .apply(&typed, &prov)
+        let stored = job
+            .stage
+            .apply(&typed, &job.prov)
             .map_err(|e| SourceError::Sink(format!("{}: {e}", job.file)))?;
         write_rows(&mut w, &columns, &stored).map_err(|e| {
             write_err = Some(e.to_string());

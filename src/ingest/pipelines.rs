@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{Channel, FileReport, IngestError, Ingestor, Submission};
+use super::{Channel, FileReport, IngestError, Ingestor, Mode, Period, Submission};
 use crate::config::{self, PipelineConfig, Registry, TipConfig};
 use crate::mapping::Mapping;
 use crate::schema::Catalog;
@@ -45,13 +45,14 @@ pub(super) async fn run(
 }
 
 /// Checks a pipeline file against the registry and schemas and builds its feeds' mappings,
-/// each with the file name pattern it reads.
+/// each with the file name pattern it reads and what its files are (increments by default, or
+/// complete snapshots of a declared period).
 pub fn pipeline_mappings(
     config: &TipConfig,
     catalog: &Catalog,
     registry: &Registry,
     p: &PipelineConfig,
-) -> Result<Vec<(Mapping, String)>, IngestError> {
+) -> Result<Vec<(Mapping, String, Mode)>, IngestError> {
     let file = p.file.display().to_string();
     if registry.get(&p.partner).is_none() {
         return Err(config::ConfigError::Invalid {
@@ -79,9 +80,19 @@ pub fn pipeline_mappings(
             )?),
             None => None,
         };
+        let mode = match &feed.snapshot {
+            None => Mode::Upsert,
+            Some(s) => {
+                Mode::Snapshot(Period::parse(s).map_err(|m| config::ConfigError::Invalid {
+                    file: file.clone(),
+                    message: format!("feed {}: snapshot: {m}", feed.files),
+                })?)
+            }
+        };
         out.push((
             Mapping::for_feed(&file, record, feed, &p.format, preset.as_ref())?,
             feed.files.clone(),
+            mode,
         ));
     }
     Ok(out)
@@ -110,7 +121,7 @@ async fn run_one(ing: &Ingestor, p: &PipelineConfig) -> Result<PipelineReport, I
     let mappings = pipeline_mappings(&ing.config, &ing.catalog, &ing.registry, p)?;
     let entries = source_files(ing, p)?;
     let mut files = Vec::new();
-    for (mapping, pattern) in &mappings {
+    for (mapping, pattern, mode) in &mappings {
         for path in &entries {
             if !config::wildcard_match(pattern, &source::display_name(path)) {
                 continue;
@@ -119,6 +130,7 @@ async fn run_one(ing: &Ingestor, p: &PipelineConfig) -> Result<PipelineReport, I
                 partner: &p.partner,
                 mapping,
                 channel: Channel::Pipeline(&p.name),
+                mode: mode.clone(),
             };
             files.push(ing.ingest_file(&sub, path).await?);
         }

@@ -16,6 +16,7 @@ pub mod system;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use arrow::array::AsArray;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
@@ -285,7 +286,7 @@ impl Lake {
 
     /// Commits a stream of rows into `table`, replacing the rows that match `replace` in the
     /// same commit. Returns the new table version. When the stream fails, nothing is committed.
-    pub async fn replace_with_stream(
+    async fn replace_with_stream(
         &self,
         table_name: &str,
         schema: SchemaRef,
@@ -317,13 +318,13 @@ impl Lake {
     }
 
     /// Commits the batches a producer sends on `rx` (an error from it aborts the commit), in
-    /// place of the rows that match `replace`.
+    /// place of the rows in `scope`.
     pub async fn replace_from_channel(
         &self,
         table_name: &str,
         schema: SchemaRef,
         rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, String>>,
-        replace: Expr,
+        scope: &Scope<'_>,
         metadata: Vec<(String, serde_json::Value)>,
     ) -> Result<i64, LakeError> {
         let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -335,8 +336,73 @@ impl Lake {
             schema.clone(),
             stream.boxed(),
         ));
-        self.replace_with_stream(table_name, schema, stream, replace, metadata)
+        self.replace_with_stream(table_name, schema, stream, scope.predicate(), metadata)
             .await
+    }
+
+    /// Deletes the rows in `scope` in one commit carrying `metadata`. Returns the new table
+    /// version.
+    pub async fn delete_where(
+        &self,
+        table_name: &str,
+        scope: &Scope<'_>,
+        metadata: Vec<(String, serde_json::Value)>,
+    ) -> Result<i64, LakeError> {
+        let table = self.table(table_name, None).await?;
+        let commit = CommitProperties::default().with_metadata(metadata);
+        let (written, _) = table
+            .delete()
+            .with_predicate(scope.predicate())
+            .with_commit_properties(commit)
+            .await
+            .map_err(|e| Self::err(table_name, e))?;
+        Ok(written.version().map(|v| v as i64).unwrap_or(-1))
+    }
+
+    /// The record key and period of every row of a partner (in its country): what an upsert,
+    /// snapshot or withdrawal compares the submission with.
+    pub async fn partner_keys(
+        &self,
+        table_name: &str,
+        partner: &str,
+        country: &str,
+    ) -> Result<HashMap<String, String>, LakeError> {
+        let Some(table) = self.try_table(table_name, None).await? else {
+            return Ok(HashMap::new());
+        };
+        let err = |e: &dyn std::fmt::Display| Self::err(table_name, e);
+        let ctx = datafusion::prelude::SessionContext::new();
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| err(&e))?;
+        let provider = table.table_provider().await.map_err(|e| err(&e))?;
+        let batches = ctx
+            .read_table(provider)
+            .and_then(|df| {
+                df.filter(
+                    col("partner")
+                        .eq(lit(partner))
+                        .and(col("reporting_country").eq(lit(country))),
+                )?
+                .select_columns(&["record_key", "period"])
+            })
+            .map_err(|e| err(&e))?
+            .collect()
+            .await
+            .map_err(|e| err(&e))?;
+        let mut out = HashMap::new();
+        for b in &batches {
+            let text = |i: usize| {
+                arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)
+                    .map_err(|e| err(&e))
+            };
+            let (k, p) = (text(0)?, text(1)?);
+            let (k, p) = (k.as_string::<i32>(), p.as_string::<i32>());
+            for r in 0..b.num_rows() {
+                out.insert(k.value(r).to_string(), p.value(r).to_string());
+            }
+        }
+        Ok(out)
     }
 
     /// Appends rows to a table in one commit.
@@ -358,13 +424,34 @@ impl Lake {
     }
 }
 
-/// `partner = P AND reporting_country = C AND period BETWEEN from AND to`.
-pub fn submission_scope(partner: &str, country: &str, from: &str, to: &str) -> Expr {
-    col("partner")
-        .eq(lit(partner))
-        .and(col("reporting_country").eq(lit(country)))
-        .and(col("period").gt_eq(lit(from)))
-        .and(col("period").lt_eq(lit(to)))
+/// The rows a submission replaces or removes: the partner's rows (in its country, a partition
+/// column) whose record key is one of `keys`, and — for a snapshot — every row of the declared
+/// period (`Some(None)`: all periods).
+pub struct Scope<'a> {
+    pub partner: &'a str,
+    pub country: &'a str,
+    pub keys: &'a [String],
+    pub snapshot: Option<Option<(&'a str, &'a str)>>,
+}
+
+impl Scope<'_> {
+    fn predicate(&self) -> Expr {
+        let partner_rows = col("partner")
+            .eq(lit(self.partner))
+            .and(col("reporting_country").eq(lit(self.country)));
+        let keys = self.keys.iter().map(|k| lit(k.as_str())).collect();
+        let keyed = col("record_key").in_list(keys, false);
+        match self.snapshot {
+            None => partner_rows.and(keyed),
+            Some(None) => partner_rows,
+            Some(Some((from, to))) => {
+                let in_period = col("period")
+                    .gt_eq(lit(from))
+                    .and(col("period").lt_eq(lit(to)));
+                partner_rows.and(in_period.or(keyed))
+            }
+        }
+    }
 }
 
 /// A partition stream that hands out one prepared stream, once.

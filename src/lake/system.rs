@@ -78,6 +78,13 @@ pub struct SubmissionRow {
     pub key_version: String,
     pub schema_version: i32,
     pub ingested_at: DateTime<Utc>,
+    /// `upsert`, `snapshot` or `withdraw`.
+    pub mode: String,
+    /// The period a snapshot declared (`all`, `YYYY-MM`, `YYYY-MM..YYYY-MM`).
+    pub snapshot_period: Option<String>,
+    pub rows_inserted: i64,
+    pub rows_updated: i64,
+    pub rows_removed: i64,
 }
 
 pub fn ledger_schema() -> SchemaRef {
@@ -98,6 +105,11 @@ pub fn ledger_schema() -> SchemaRef {
         text("key_version", false),
         Field::new("schema_version", DataType::Int32, false),
         Field::new("ingested_at", utc(), false),
+        text("mode", false),
+        text("snapshot_period", true),
+        Field::new("rows_inserted", DataType::Int64, false),
+        Field::new("rows_updated", DataType::Int64, false),
+        Field::new("rows_removed", DataType::Int64, false),
     ]))
 }
 
@@ -288,18 +300,24 @@ impl Lake {
         self.append(name, vec![batch]).await
     }
 
-    /// The submission already committed for this partner, record type and file content.
+    /// The submission already committed for this partner, record type, file content, mode and
+    /// snapshot period.
     pub async fn find_submission(
         &self,
         partner: &str,
         record_type: &str,
         sha256: &str,
+        mode: &str,
+        snapshot_period: Option<&str>,
     ) -> Result<Option<SubmissionRow>, LakeError> {
         let sql = format!(
-            "SELECT * FROM t WHERE partner = {} AND record_type = {} AND source_sha256 = {} LIMIT 1",
+            "SELECT * FROM t WHERE partner = {} AND record_type = {} AND source_sha256 = {} \
+             AND mode = {} AND coalesce(snapshot_period, '') = {} ORDER BY ingested_at LIMIT 1",
             quoted(partner),
             quoted(record_type),
-            quoted(sha256)
+            quoted(sha256),
+            quoted(mode),
+            quoted(snapshot_period.unwrap_or(""))
         );
         Ok(self.select(LEDGER, &sql).await?.into_iter().next())
     }
@@ -418,6 +436,11 @@ mod tests {
                 key_version: "k00000000".into(),
                 schema_version: 1,
                 ingested_at: at(),
+                mode: "snapshot".into(),
+                snapshot_period: Some("2025-01..2025-03".into()),
+                rows_inserted: 1,
+                rows_updated: 1,
+                rows_removed: 4,
             }],
         );
         round_trip(

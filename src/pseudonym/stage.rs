@@ -35,6 +35,10 @@ pub struct Stage {
     record: RecordSchema,
     makers: Vec<Maker>,
     key_version: String,
+    /// The record key's alternatives, as column indices of the stored schema.
+    key_columns: Vec<Vec<usize>>,
+    /// The input fields the first key alternative is made from, for messages to partners.
+    key_inputs: String,
 }
 
 impl Stage {
@@ -52,11 +56,32 @@ impl Stage {
                 })
             })
             .collect();
+        let stored = record.stored_schema();
+        let key_columns = record
+            .key
+            .iter()
+            .map(|alt| alt.iter().filter_map(|c| stored.index_of(c).ok()).collect())
+            .collect();
+        let key_inputs = record.key[0]
+            .iter()
+            .flat_map(|c| match catalog.pseudonyms.get(c) {
+                Some(def) => def.inputs.iter().map(|i| i.field.clone()).collect(),
+                None => vec![c.clone()],
+            })
+            .collect::<Vec<_>>()
+            .join("+");
         Stage {
             record: record.clone(),
             makers,
             key_version: key.version(),
+            key_columns,
+            key_inputs,
         }
+    }
+
+    /// The input fields a partner must fill for a row to have a key (for messages).
+    pub fn key_inputs(&self) -> &str {
+        &self.key_inputs
     }
 
     pub fn key_version(&self) -> &str {
@@ -65,8 +90,20 @@ impl Stage {
 
     /// Stored rows: pseudonyms, the stored fields, then the provenance columns.
     pub fn apply(&self, validated: &RecordBatch, prov: &Provenance) -> Result<RecordBatch, String> {
-        let stored = self.record.stored_schema();
-        let mut cols: Vec<ArrayRef> = Vec::with_capacity(stored.fields().len());
+        let cols = self.columns(validated, prov)?;
+        RecordBatch::try_new(self.record.stored_schema(), cols).map_err(|e| e.to_string())
+    }
+
+    /// The record key of each row only (rows validated for their key fields alone, as in a
+    /// withdrawal): null where no key alternative is complete.
+    pub fn keys(&self, validated: &RecordBatch, prov: &Provenance) -> Result<ArrayRef, String> {
+        let mut cols = self.columns(validated, prov)?;
+        cols.pop().ok_or_else(|| "no columns".to_string())
+    }
+
+    /// The stored columns, in the stored schema's order (the record key last).
+    fn columns(&self, validated: &RecordBatch, prov: &Provenance) -> Result<Vec<ArrayRef>, String> {
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.key_columns.len() + 40);
         for m in &self.makers {
             cols.push(self.pseudonyms(m, validated, &prov.partner)?);
         }
@@ -76,7 +113,47 @@ impl Stage {
             }
         }
         cols.extend(self.provenance(validated, prov)?);
-        RecordBatch::try_new(stored, cols).map_err(|e| e.to_string())
+        cols.push(self.record_keys(&cols, validated.num_rows())?);
+        Ok(cols)
+    }
+
+    /// The key of each row: `k<alternative>_` and 128 bits of the SHA-256 of the alternative's
+    /// values (length-prefixed), or null when no alternative is complete.
+    fn record_keys(&self, cols: &[ArrayRef], n: usize) -> Result<ArrayRef, String> {
+        use arrow::util::display::{ArrayFormatter, FormatOptions};
+        use sha2::Digest;
+        let opts = FormatOptions::default();
+        let mut formatters = Vec::with_capacity(self.key_columns.len());
+        for alt in &self.key_columns {
+            let f: Vec<(ArrayFormatter<'_>, &ArrayRef)> = alt
+                .iter()
+                .map(|&i| Ok((ArrayFormatter::try_new(cols[i].as_ref(), &opts)?, &cols[i])))
+                .collect::<Result<_, arrow::error::ArrowError>>()
+                .map_err(|e| e.to_string())?;
+            formatters.push(f);
+        }
+        let mut b = StringBuilder::with_capacity(n, n * 36);
+        let mut text = String::new();
+        for r in 0..n {
+            let alt = formatters
+                .iter()
+                .position(|alt| alt.iter().all(|(_, a)| a.is_valid(r)));
+            let Some(k) = alt else {
+                b.append_null();
+                continue;
+            };
+            let mut h = sha2::Sha256::new();
+            for (f, _) in &formatters[k] {
+                text.clear();
+                use std::fmt::Write;
+                let _ = write!(text, "{}", f.value(r));
+                h.update((text.len() as u32).to_be_bytes());
+                h.update(text.as_bytes());
+            }
+            let digest = h.finalize();
+            b.append_value(format!("k{}_{}", k + 1, hex::encode(&digest[..16])));
+        }
+        Ok(Arc::new(b.finish()))
     }
 
     /// One pseudonym column. A pseudonym is made only when every one of its inputs is present;

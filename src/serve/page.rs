@@ -18,7 +18,7 @@ use serde_json::json;
 use super::{Shared, refusal_status};
 use crate::access::{Role, TokenRecord, TokenStore};
 use crate::app::upload::{
-    Receipt, ReceiptStatus, Refusal, RefusalKind, UploadRequest, sanitise_name,
+    Receipt, ReceiptStatus, Refusal, RefusalKind, UploadRequest, parse_mode, sanitise_name,
 };
 use crate::ingest::LoadFormat;
 use crate::util::html::escape;
@@ -113,6 +113,27 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "committed" => ("stored", "išsaugota"),
         "unchanged" => ("already received", "jau gauta anksčiau"),
         "rejected" => ("rejected: nothing stored", "atmesta: niekas neišsaugota"),
+        "changes" => (
+            "Records added / corrected / removed",
+            "Įrašų pridėta / pataisyta / pašalinta",
+        ),
+        "mode" => ("What the file is", "Kas yra šis failas"),
+        "upsert" => (
+            "new and corrected records (nothing else changes)",
+            "nauji ir pataisyti įrašai (kiti nekeičiami)",
+        ),
+        "snapshot" => (
+            "all our records of a period (records of the period missing from it are removed)",
+            "visi mūsų laikotarpio įrašai (trūkstami laikotarpio įrašai pašalinami)",
+        ),
+        "withdraw" => (
+            "records to withdraw (only their case numbers and key fields are read)",
+            "atšaukiami įrašai (skaitomi tik bylų numeriai ir rakto laukai)",
+        ),
+        "period" => (
+            "Period of a complete file: all, 2025-11 or 2025-01..2025-06",
+            "Viso failo laikotarpis: all, 2025-11 arba 2025-01..2025-06",
+        ),
         _ => ("", ""),
     };
     match lang {
@@ -289,15 +310,25 @@ pub async fn upload(State(st): State<Shared>, headers: HeaderMap, mut mp: Multip
                 );
                 return (StatusCode::FORBIDDEN, "forbidden").into_response();
             }
-            let req = UploadRequest {
-                record_type: fields.get("type").cloned().unwrap_or_default(),
-                format: fields.get("format").cloned().unwrap_or_default(),
-                original_name: sanitise_name(field.file_name().unwrap_or("upload")),
-                gzip: false,
+            let given = |k: &str| {
+                fields
+                    .get(k)
+                    .map(String::as_str)
+                    .filter(|v| !v.trim().is_empty())
             };
-            let r = match &st.uploads {
-                None => Err(no_uploads()),
-                Some(desk) => desk.receive(&org, &req, Box::pin(field)).await,
+            let r = match (parse_mode(given("mode"), given("period")), &st.uploads) {
+                (Err(e), _) => Err(e),
+                (_, None) => Err(no_uploads()),
+                (Ok(mode), Some(desk)) => {
+                    let req = UploadRequest {
+                        record_type: fields.get("type").cloned().unwrap_or_default(),
+                        format: fields.get("format").cloned().unwrap_or_default(),
+                        original_name: sanitise_name(field.file_name().unwrap_or("upload")),
+                        gzip: false,
+                        mode,
+                    };
+                    desk.receive(&org, &req, Box::pin(field)).await
+                }
             };
             result = Some(r);
             break;
@@ -365,16 +396,22 @@ fn main_page(
         .keys()
         .map(|k| format!("<option value=\"{0}\">{0}</option>", escape(k)))
         .collect();
+    let modes: String = ["upsert", "snapshot", "withdraw"]
+        .iter()
+        .map(|m| format!("<option value=\"{m}\">{}</option>", t(lang, m)))
+        .collect();
     let formats: String = LoadFormat::NAMES
         .iter()
         .map(|f| format!("<option value=\"{0}\">{0}</option>", f))
         .collect();
     b.push_str(&format!(
-        "<h2>{}</h2><form id=\"upload\" method=\"post\" action=\"/upload\" enctype=\"multipart/form-data\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><label for=\"type\">{}</label><select id=\"type\" name=\"type\">{types}</select><label for=\"format\">{}</label><select id=\"format\" name=\"format\">{formats}</select><label for=\"file\">{}</label><input id=\"file\" name=\"file\" type=\"file\" required><button type=\"submit\">{}</button></form>",
+        "<h2>{}</h2><form id=\"upload\" method=\"post\" action=\"/upload\" enctype=\"multipart/form-data\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><label for=\"type\">{}</label><select id=\"type\" name=\"type\">{types}</select><label for=\"format\">{}</label><select id=\"format\" name=\"format\">{formats}</select><label for=\"mode\">{}</label><select id=\"mode\" name=\"mode\">{modes}</select><label for=\"period\">{}</label><input id=\"period\" name=\"period\" type=\"text\" maxlength=\"20\"><label for=\"file\">{}</label><input id=\"file\" name=\"file\" type=\"file\" required><button type=\"submit\">{}</button></form>",
         t(lang, "upload"),
         escape(csrf),
         t(lang, "type"),
         t(lang, "format"),
+        t(lang, "mode"),
+        t(lang, "period"),
         t(lang, "file"),
         t(lang, "send")
     ));
@@ -414,7 +451,7 @@ fn main_page(
 
 fn receipt_box(lang: Lang, r: &Receipt) -> String {
     let mut b = format!(
-        "<div id=\"receipt\" class=\"box{}\" role=\"status\"><h2>{}</h2><p>{}: <strong>{}</strong><br>{}: {}<br>{}: {}<br>{}: {}<br>{}: <code>{}</code></p>",
+        "<div id=\"receipt\" class=\"box{}\" role=\"status\"><h2>{}</h2><p>{}: <strong>{}</strong><br>{}: {}<br>{}: {}<br>{}: {}<br>{}: <span id=\"changes\">{} / {} / {}</span><br>{}: <code>{}</code></p>",
         if r.status == ReceiptStatus::Rejected {
             " err"
         } else {
@@ -429,6 +466,10 @@ fn receipt_box(lang: Lang, r: &Receipt) -> String {
         r.rows_accepted,
         t(lang, "quarantined"),
         r.rows_quarantined,
+        t(lang, "changes"),
+        r.rows_inserted,
+        r.rows_updated,
+        r.rows_removed,
         t(lang, "submission"),
         escape(r.submission_id.as_deref().unwrap_or(&r.upload_id))
     );

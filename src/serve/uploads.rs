@@ -9,15 +9,19 @@ use axum::response::{IntoResponse, Response};
 
 use super::{Shared, allowed, error, refusal_status};
 use crate::access::Role;
-use crate::app::upload::{ReceiptStatus, UploadRequest, sanitise_name};
+use crate::app::upload::{ReceiptStatus, Refusal, UploadRequest, parse_mode, sanitise_name};
 
-fn request(q: &HashMap<String, String>, headers: &HeaderMap) -> UploadRequest {
+fn request(q: &HashMap<String, String>, headers: &HeaderMap) -> Result<UploadRequest, Refusal> {
     let name = q
         .get("filename")
         .map(String::as_str)
         .or_else(|| headers.get("x-filename").and_then(|v| v.to_str().ok()))
         .unwrap_or("upload");
-    UploadRequest {
+    Ok(UploadRequest {
+        mode: parse_mode(
+            q.get("mode").map(String::as_str),
+            q.get("period").map(String::as_str),
+        )?,
         record_type: q.get("type").cloned().unwrap_or_default(),
         format: q.get("format").cloned().unwrap_or_default(),
         original_name: sanitise_name(name),
@@ -25,7 +29,7 @@ fn request(q: &HashMap<String, String>, headers: &HeaderMap) -> UploadRequest {
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("gzip")),
-    }
+    })
 }
 
 pub async fn create(
@@ -45,15 +49,17 @@ pub async fn create(
         Ok(d) => d,
         Err(r) => return r,
     };
-    let req = request(&q, &headers);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let result = match desk.check(&req.record_type, &req.format) {
+    let result = match request(&q, &headers) {
         Err(r) => Err(r),
-        Ok(_) if declared.is_some_and(|n| n > desk.max_upload()) => Err(desk.too_large()),
-        Ok(_) => desk.receive(&org, &req, body.into_data_stream()).await,
+        Ok(req) => match desk.check(&req.record_type, &req.format) {
+            Err(r) => Err(r),
+            Ok(_) if declared.is_some_and(|n| n > desk.max_upload()) => Err(desk.too_large()),
+            Ok(_) => desk.receive(&org, &req, body.into_data_stream()).await,
+        },
     };
     st.app.audit_upload(&caller, "api", &result);
     match result {

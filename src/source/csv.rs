@@ -181,7 +181,9 @@ fn header<R: std::io::Read>(
             Err(e) => return Err(csv_error(file, e, 1, enc_err)),
         }
     };
-    if headers.len() < 2 && spec.wanted.len() > 1 {
+    // One column whose name holds another delimiter: the declared one is probably wrong.
+    let other_delimiter = headers.len() == 1 && headers[0].contains([';', ',', '\t', '|']);
+    if other_delimiter && spec.wanted.len() > 1 {
         return Err(SourceError::NotFormat {
             file: file.into(),
             format: "CSV",

@@ -136,6 +136,10 @@ pub enum Reason {
     WrongKeyVersion,
     /// A value in a pseudonym column that is not a pseudonym.
     InvalidPseudonym,
+    /// None of the record type's keys is complete: the record cannot be identified.
+    MissingKey,
+    /// Another row of the same file has the same key: neither is taken.
+    DuplicateKey,
 }
 
 impl Reason {
@@ -161,6 +165,8 @@ impl Reason {
             Reason::CellError => "cell_error",
             Reason::WrongKeyVersion => "wrong_key_version",
             Reason::InvalidPseudonym => "invalid_pseudonym",
+            Reason::MissingKey => "missing_key",
+            Reason::DuplicateKey => "duplicate_key",
         }
     }
 }

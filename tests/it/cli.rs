@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use tip::ingest::{Channel, FileStatus, Submission};
+use tip::ingest::{Channel, FileStatus, Mode, Submission};
 use tip::mapping::Mapping;
 use tip::source::Format;
 
@@ -230,6 +230,7 @@ async fn arbitrary_input_never_panics() {
             partner: "LT-NGO-01",
             mapping: &mapping,
             channel: Channel::Load,
+            mode: Mode::Upsert,
         };
         let before = ctx
             .lake

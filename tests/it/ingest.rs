@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use tip::generate::Truth;
-use tip::ingest::{Channel, FileStatus, Submission};
+use tip::ingest::{Channel, FileStatus, Mode, Submission};
 use tip::mapping::Mapping;
 use tip::source::Format;
 
@@ -155,7 +155,7 @@ fn write(env: &Env, name: &str, text: &str) -> std::path::PathBuf {
 const HEADER: &str = "case_number,given_name,family_name,birth_date,registered_on,gender,citizenship,status,exploitation";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn resubmission_replaces_the_period_in_one_commit() {
+async fn a_resubmission_replaces_its_records_in_one_commit() {
     let env = Env::new();
     let ctx = env.ctx().await;
     let record = ctx.catalog.record("case").unwrap().clone();
@@ -164,6 +164,7 @@ async fn resubmission_replaces_the_period_in_one_commit() {
         partner: "LT-NGO-01",
         mapping: &mapping,
         channel: Channel::Load,
+        mode: Mode::Upsert,
     };
 
     let first = write(
@@ -182,6 +183,7 @@ async fn resubmission_replaces_the_period_in_one_commit() {
         partner: "LV-POL-01",
         mapping: &mapping,
         channel: Channel::Load,
+        mode: Mode::Upsert,
     };
     let lv = write(
         &env,
@@ -204,6 +206,11 @@ async fn resubmission_replaces_the_period_in_one_commit() {
     );
     let r2 = ctx.ingest_file(&sub, &corrected).await.unwrap();
     assert_eq!(r2.status, FileStatus::Committed);
+    // A1 and A3 are replaced by their new versions; A2, absent from an increment, stays.
+    assert_eq!(
+        (r2.rows_inserted, r2.rows_updated, r2.rows_removed),
+        (0, 2, 0)
+    );
     let v2 = r2.table_version.unwrap();
     assert_eq!(
         v2,
@@ -216,7 +223,22 @@ async fn resubmission_replaces_the_period_in_one_commit() {
             "SELECT count(*) FROM cases WHERE partner = 'LT-NGO-01'"
         )
         .await,
-        2
+        3
+    );
+    let on = |day: &str| {
+        format!(
+            "SELECT count(*) FROM cases WHERE partner = 'LT-NGO-01' AND registered_on = DATE '{day}'"
+        )
+    };
+    assert_eq!(
+        scalar(&ctx, &on("2025-03-21")).await,
+        1,
+        "the corrected date"
+    );
+    assert_eq!(
+        scalar(&ctx, &on("2025-03-20")).await,
+        0,
+        "the old version is gone"
     );
     assert_eq!(
         scalar(
@@ -232,16 +254,23 @@ async fn resubmission_replaces_the_period_in_one_commit() {
         .await
         .unwrap();
     let b = s
-        .run("SELECT count(*) AS n FROM cases WHERE partner = 'LT-NGO-01'")
+        .run("SELECT count(*) AS n FROM cases WHERE partner = 'LT-NGO-01' AND registered_on = DATE '2025-03-20'")
         .await
         .unwrap();
     let text =
         String::from_utf8(tip::query::render(&b, tip::query::OutputFormat::Csv).unwrap()).unwrap();
-    assert_eq!(text, "n\n3\n");
-    // Only the new submission's rows are visible now.
+    assert_eq!(text, "n\n1\n");
+    // A2 still comes from the first submission, A1 and A3 from the second.
     assert_eq!(
-        scalar(&ctx, &format!("SELECT count(DISTINCT submission_id) FROM cases WHERE partner = 'LT-NGO-01' AND submission_id = '{}'", r2.submission_id.clone().unwrap())).await,
-        1
+        scalar(
+            &ctx,
+            &format!(
+                "SELECT count(*) FROM cases WHERE partner = 'LT-NGO-01' AND submission_id = '{}'",
+                r2.submission_id.clone().unwrap()
+            )
+        )
+        .await,
+        2
     );
 }
 

@@ -15,4 +15,5 @@ mod query;
 mod schedule;
 mod serve;
 mod slt;
+mod submissions;
 mod views;

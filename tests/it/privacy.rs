@@ -32,7 +32,7 @@ fn sample_identifiers(ctx: &tip::ingest::Ingestor) -> (BTreeSet<String>, BTreeSe
     ];
     let pipelines = tip::config::load_pipelines(&repo().join("pipelines/partners")).unwrap();
     for p in &pipelines {
-        for (mapping, pattern) in
+        for (mapping, pattern, _) in
             tip::ingest::pipeline_mappings(&ctx.config, &ctx.catalog, &ctx.registry, p).unwrap()
         {
             let record = ctx.catalog.record(&mapping.record_type).unwrap();

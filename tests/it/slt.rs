@@ -9,7 +9,7 @@
 
 use datafusion::arrow::array::Array;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use tip::ingest::{Channel, Submission};
+use tip::ingest::{Channel, Mode, Submission};
 use tip::mapping::Mapping;
 use tip::query::Session;
 use tip::source::Format;
@@ -119,6 +119,7 @@ async fn view_semantics_on_hand_made_data() {
             partner,
             mapping: &mapping,
             channel: Channel::Load,
+            mode: Mode::Upsert,
         };
         let r = ctx.ingest_file(&sub, &f).await.unwrap();
         assert!(r.issues.is_empty(), "{stem}: {:?}", r.issues);
