@@ -77,10 +77,12 @@ impl App {
         if let Some(e) = first {
             self.lake.record_key_epoch(&e).await?;
         }
-        Ok(Ingestion {
-            ingestor: self.ingestor(key),
-            dev_key,
-        })
+        let ingestor = self.ingestor(key);
+        let repaired = ingestor.reconcile().await?;
+        if repaired > 0 {
+            self.record("ledger_repaired", json!({ "submissions": repaired }))?;
+        }
+        Ok(Ingestion { ingestor, dev_key })
     }
 
     /// The first epoch of a lake that records none: the key of its existing pseudonyms (the

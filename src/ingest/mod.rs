@@ -12,6 +12,7 @@ mod load;
 mod partner_side;
 mod passes;
 mod pipelines;
+mod reconcile;
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -75,6 +76,11 @@ impl Ingestor {
             lake,
             key,
         }
+    }
+
+    /// Writes the ledger rows a crash left unwritten (see [`reconcile`]); returns how many.
+    pub async fn reconcile(&self) -> Result<usize, IngestError> {
+        reconcile::reconcile(self).await
     }
 
     pub fn key_version(&self) -> String {

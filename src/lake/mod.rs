@@ -405,6 +405,30 @@ impl Lake {
         Ok(out)
     }
 
+    /// The custom metadata of the table's latest `limit` commits, newest first, with each
+    /// commit's version.
+    pub async fn recent_commits(
+        &self,
+        table_name: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, HashMap<String, serde_json::Value>)>, LakeError> {
+        use futures::TryStreamExt;
+        let Some(table) = self.try_table(table_name, None).await? else {
+            return Ok(Vec::new());
+        };
+        let latest = table.version().map(|v| v as i64).unwrap_or(-1);
+        let infos: Vec<_> = table
+            .history(Some(limit))
+            .try_collect()
+            .await
+            .map_err(|e| Self::err(table_name, e))?;
+        Ok(infos
+            .into_iter()
+            .enumerate()
+            .map(|(i, info)| (latest - i as i64, info.info))
+            .collect())
+    }
+
     /// Appends rows to a table in one commit.
     pub async fn append(
         &self,

@@ -327,6 +327,16 @@ impl Lake {
             .await
     }
 
+    /// The id of every submission in the ledger.
+    pub async fn submission_ids(&self) -> Result<std::collections::HashSet<String>, LakeError> {
+        #[derive(Deserialize)]
+        struct Id {
+            submission_id: String,
+        }
+        let rows: Vec<Id> = self.select(LEDGER, "SELECT submission_id FROM t").await?;
+        Ok(rows.into_iter().map(|r| r.submission_id).collect())
+    }
+
     /// The key versions of every submission, newest first.
     pub async fn ledger_key_versions(&self) -> Result<Vec<String>, LakeError> {
         #[derive(Deserialize)]

@@ -115,6 +115,7 @@ impl Session {
             let v = register_table(&ctx, lake, spec, points.get(&spec.name)).await?;
             versions.insert(spec.name.clone(), v);
         }
+        whole_submissions_only(&ctx).await?;
         ctx.register_table(
             "organisations",
             Arc::new(reference::organisations_table(registry)?),
@@ -230,6 +231,30 @@ fn context(limits: Limits) -> Result<SessionContext, QueryError> {
         .with_default_features()
         .build();
     Ok(SessionContext::new_with_state(state))
+}
+
+/// The quarantine rows of submissions in the ledger only: a crash before a submission's data
+/// commit can leave its quarantine rows behind, for a submission that never happened.
+async fn whole_submissions_only(ctx: &SessionContext) -> Result<(), QueryError> {
+    let q = ctx.table(system::QUARANTINE).await.map_err(sql_err)?;
+    let ids = ctx
+        .table(system::LEDGER)
+        .await
+        .and_then(|l| l.select_columns(&["submission_id"]))
+        .map_err(sql_err)?;
+    let whole = q
+        .join(
+            ids,
+            datafusion::logical_expr::JoinType::LeftSemi,
+            &["submission_id"],
+            &["submission_id"],
+            None,
+        )
+        .map_err(sql_err)?;
+    ctx.deregister_table(system::QUARANTINE).map_err(sql_err)?;
+    ctx.register_table(system::QUARANTINE, whole.into_view())
+        .map_err(sql_err)?;
+    Ok(())
 }
 
 /// Registers one lake table at its point in history; a table no writer has created yet is
