@@ -13,10 +13,12 @@
 //! - [`extracts`]: running an extract and recording it;
 //! - [`tokens`]: access tokens and the check every front end makes;
 //! - [`jobs`]: the scheduled jobs;
-//! - [`check`]: `tip check`, every configuration file at once.
+//! - [`check`]: `tip check`, every configuration file at once;
+//! - [`erasure`]: `tip erase`, a person's or a case's rows and the history that held them.
 
 pub mod analysis;
 pub mod check;
+pub mod erasure;
 pub mod extracts;
 pub mod ingestion;
 pub mod jobs;

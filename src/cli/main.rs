@@ -2,6 +2,7 @@
 //! of its own beside this one; each parses, calls the application core (`tip::app`), renders.
 
 mod check;
+mod erase;
 mod export;
 mod extract;
 mod generate;
@@ -161,6 +162,19 @@ enum Command {
     },
     /// Check every configuration file, partner mapping, preset and extract definition.
     Check,
+    /// Erase a person's rows (by person_id) or one partner's case (by its case number) from
+    /// every table, and purge the lake's history that held them (GDPR Art. 17).
+    Erase {
+        #[arg(long = "person-id", conflicts_with_all = ["partner", "case_number"])]
+        person_id: Option<String>,
+        #[arg(long, requires = "case_number")]
+        partner: Option<String>,
+        #[arg(long = "case-number", requires = "partner")]
+        case_number: Option<String>,
+        /// Without it, tip only says what an erasure does.
+        #[arg(long)]
+        confirm: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -328,5 +342,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { listen } => serve::run(&cli, listen.as_deref()).await,
         Command::Token { command } => token::run(&cli, command),
         Command::Check => check::run(&cli).await,
+        Command::Erase {
+            person_id,
+            partner,
+            case_number,
+            confirm,
+        } => {
+            let target = match (person_id, partner, case_number) {
+                (Some(p), _, _) => tip::app::erasure::ErasureTarget::Person(p),
+                (None, Some(partner), Some(case_number)) => {
+                    tip::app::erasure::ErasureTarget::Case {
+                        partner,
+                        case_number,
+                    }
+                }
+                _ => anyhow::bail!("give --person-id, or --partner and --case-number"),
+            };
+            erase::run(&cli, target, *confirm).await
+        }
     }
 }

@@ -47,6 +47,10 @@ pub enum LakeError {
         "no lake at {0}: nothing has been ingested there yet (a writer creates it: `tip ingest` or `tip load`)"
     )]
     Missing(String),
+    #[error(
+        "{point} is before an erasure on {erased_at} (GDPR Art. 17): the lake's history before it was purged and cannot be read"
+    )]
+    Purged { point: String, erased_at: String },
 }
 
 /// A point in the lake's history: a lake version (a version of the `submissions` ledger, each
@@ -245,6 +249,43 @@ impl Lake {
         tables: &[String],
         as_of: &AsOf,
     ) -> Result<HashMap<String, TablePoint>, LakeError> {
+        let erasures = self.erasures().await?;
+        let purged = |point: String, e: &system::ErasureRow| LakeError::Purged {
+            point,
+            erased_at: e.erased_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        };
+        let floor: HashMap<String, u64> = match as_of {
+            AsOf::Version(v) => {
+                if let Some(e) = erasures.iter().rev().find(|e| (*v as i64) < e.lake_version) {
+                    return Err(purged(format!("lake version {v}"), e));
+                }
+                erasures
+                    .last()
+                    .and_then(|e| serde_json::from_str(&e.table_versions).ok())
+                    .unwrap_or_default()
+            }
+            AsOf::Timestamp(t) => {
+                if let Some(e) = erasures.iter().rev().find(|e| *t < e.erased_at) {
+                    return Err(purged(t.to_rfc3339(), e));
+                }
+                HashMap::new()
+            }
+        };
+        let mut points = self.points(tables, as_of).await?;
+        // After an erasure, no table is read at a version older than the erasure's.
+        for (name, point) in points.iter_mut() {
+            if let (TablePoint::Version(v), Some(f)) = (&point, floor.get(name)) {
+                *point = TablePoint::Version((*v).max(*f));
+            }
+        }
+        Ok(points)
+    }
+
+    async fn points(
+        &self,
+        tables: &[String],
+        as_of: &AsOf,
+    ) -> Result<HashMap<String, TablePoint>, LakeError> {
         match as_of {
             AsOf::Timestamp(t) => Ok(tables
                 .iter()
@@ -403,6 +444,58 @@ impl Lake {
             }
         }
         Ok(out)
+    }
+
+    /// Deletes the rows where `column = value` in one commit; returns how many rows went.
+    pub async fn delete_matching(
+        &self,
+        table_name: &str,
+        column: &str,
+        value: &str,
+        metadata: Vec<(String, serde_json::Value)>,
+    ) -> Result<u64, LakeError> {
+        let Some(table) = self.try_table(table_name, None).await? else {
+            return Ok(0);
+        };
+        let commit = CommitProperties::default().with_metadata(metadata);
+        let (_, metrics) = table
+            .delete()
+            .with_predicate(col(column).eq(lit(value)))
+            .with_commit_properties(commit)
+            .await
+            .map_err(|e| Self::err(table_name, e))?;
+        Ok(metrics.num_deleted_rows.unwrap_or(0) as u64)
+    }
+
+    /// Erases a table's history: a checkpoint at the current version, every data file the
+    /// current version does not use deleted (whatever its age), and every older log entry
+    /// deleted. Time travel to before it is impossible afterwards. Returns the files removed.
+    pub async fn purge_history(&self, table_name: &str) -> Result<usize, LakeError> {
+        let Some(table) = self.try_table(table_name, None).await? else {
+            return Ok(0);
+        };
+        let err = |e: &dyn std::fmt::Display| Self::err(table_name, e);
+        let (table, metrics) = table
+            .vacuum()
+            .with_retention_period(chrono::Duration::zero())
+            .with_enforce_retention_duration(false)
+            .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+            .await
+            .map_err(|e| err(&e))?;
+        deltalake::checkpoints::create_checkpoint(&table, None)
+            .await
+            .map_err(|e| err(&e))?;
+        let version = table.version().unwrap_or(0);
+        let future = chrono::Utc::now().timestamp_millis() + 60_000;
+        deltalake::checkpoints::cleanup_expired_logs_for(
+            version as u64,
+            table.log_store().as_ref(),
+            future,
+            None,
+        )
+        .await
+        .map_err(|e| err(&e))?;
+        Ok(metrics.files_deleted.len())
     }
 
     /// The custom metadata of the table's latest `limit` commits, newest first, with each

@@ -31,6 +31,8 @@ pub const QUARANTINE: &str = "quarantine";
 pub const RUNS: &str = "schedule_runs";
 /// The keys the lake's pseudonyms were made with.
 pub const KEY_EPOCHS: &str = "key_epochs";
+/// Erasures (GDPR Art. 17): when, what kind, how many rows — never whose.
+pub const ERASURES: &str = "erasures";
 
 fn utc() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -47,6 +49,7 @@ pub fn specs() -> Vec<TableSpec> {
         (QUARANTINE, quarantine_schema()),
         (RUNS, runs_schema()),
         (KEY_EPOCHS, key_epochs_schema()),
+        (ERASURES, erasures_schema()),
     ]
     .into_iter()
     .map(|(name, schema)| TableSpec {
@@ -197,6 +200,29 @@ pub fn key_epochs_schema() -> SchemaRef {
         text("previous_key_version", true),
         Field::new("started_at", utc(), false),
         text("reason", false),
+    ]))
+}
+
+/// One erasure. It names no person and no case: the audit log names the pseudonym.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureRow {
+    pub erased_at: DateTime<Utc>,
+    /// `person` or `case`.
+    pub kind: String,
+    pub rows_removed: i64,
+    /// The ledger's version when the erasure ran: `--as-of` an earlier lake version is refused.
+    pub lake_version: i64,
+    /// Every table's version after the erasure, as JSON: the earliest readable version.
+    pub table_versions: String,
+}
+
+pub fn erasures_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("erased_at", utc(), false),
+        text("kind", false),
+        Field::new("rows_removed", DataType::Int64, false),
+        Field::new("lake_version", DataType::Int64, false),
+        text("table_versions", false),
     ]))
 }
 
@@ -368,6 +394,17 @@ impl Lake {
             .await
     }
 
+    /// The erasures, oldest first.
+    pub async fn erasures(&self) -> Result<Vec<ErasureRow>, LakeError> {
+        self.select(ERASURES, "SELECT * FROM t ORDER BY erased_at")
+            .await
+    }
+
+    pub async fn record_erasure(&self, e: &ErasureRow) -> Result<i64, LakeError> {
+        self.append_rows(ERASURES, erasures_schema(), std::slice::from_ref(e))
+            .await
+    }
+
     /// The key epochs, oldest first.
     pub async fn key_epochs(&self) -> Result<Vec<KeyEpoch>, LakeError> {
         self.select(KEY_EPOCHS, "SELECT * FROM t ORDER BY epoch, started_at")
@@ -474,6 +511,16 @@ mod tests {
                 event: RunOutcome::Failed,
                 at: "2025-01-03T02:00:05Z".into(),
                 message: None,
+            }],
+        );
+        round_trip(
+            erasures_schema(),
+            vec![ErasureRow {
+                erased_at: at(),
+                kind: "person".into(),
+                rows_removed: 7,
+                lake_version: 12,
+                table_versions: "{}".into(),
             }],
         );
         round_trip(

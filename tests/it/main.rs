@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 mod common;
+mod erasure;
 mod extract;
 mod htcds;
 mod ingest;
