@@ -488,7 +488,7 @@ impl Lake {
         let version = table.version().unwrap_or(0);
         let future = chrono::Utc::now().timestamp_millis() + 60_000;
         deltalake::checkpoints::cleanup_expired_logs_for(
-            version as u64,
+            version,
             table.log_store().as_ref(),
             future,
             None,
