@@ -40,6 +40,8 @@ pub struct TipConfig {
     pub serve: ServeConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub maintain: MaintainConfig,
     /// Directory that relative paths are resolved against (where tip was started).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -49,6 +51,35 @@ pub struct TipConfig {
 #[serde(deny_unknown_fields)]
 pub struct LakeConfig {
     pub location: String,
+    /// How far back time travel (`--as-of`, `extract --reproduce`) reaches, in days: `tip
+    /// maintain` purges the files and log entries only older versions use.
+    #[serde(default = "default_history_days")]
+    pub history_days: u32,
+}
+
+fn default_history_days() -> u32 {
+    400
+}
+
+/// `tip maintain`: upkeep of the lake, and retention of records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintainConfig {
+    /// When `tip schedule` runs `tip maintain` (cron, UTC).
+    pub schedule: Option<String>,
+    /// Record type → years a record is kept after the month of its date (registration,
+    /// service, referral, event, assessment). A type not named is kept.
+    #[serde(default)]
+    pub retention_years: BTreeMap<String, u32>,
+}
+
+impl Default for MaintainConfig {
+    fn default() -> Self {
+        MaintainConfig {
+            schedule: Some("0 3 * * 0".into()),
+            retention_years: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

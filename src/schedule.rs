@@ -22,11 +22,13 @@ pub const MAX_ATTEMPTS: usize = 3;
 pub enum JobKind {
     Pipeline(String),
     Extract(String),
+    /// `tip maintain`.
+    Maintain,
 }
 
 #[derive(Debug, Clone)]
 pub struct Job {
-    /// `pipeline:NAME` or `extract:NAME`.
+    /// `pipeline:NAME`, `extract:NAME` or `maintain`.
     pub name: String,
     pub cron: Cron,
     pub kind: JobKind,

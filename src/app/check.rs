@@ -84,6 +84,15 @@ impl App {
         self.check_pipelines(&mut r);
         self.check_presets(&mut r);
         self.check_extracts(&mut r).await;
+        if let Some(c) = &self.config.maintain.schedule {
+            r.note(Cron::parse(c).map_err(|e| format!("maintain.schedule: {e}")));
+        }
+        for t in self.config.maintain.retention_years.keys() {
+            if self.catalog.record(t).is_none() {
+                r.problems
+                    .push(format!("maintain.retention_years: no record type {t}"));
+            }
+        }
         let tokens = self.path(&self.config.serve.tokens);
         if tokens.exists() {
             r.note(self.tokens().load());

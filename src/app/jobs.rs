@@ -24,8 +24,12 @@ pub struct Scheduler<'a> {
     pub jobs: Vec<Job>,
 }
 
-/// The jobs of pipelines with a schedule, then of every extract.
-pub fn jobs(pipelines: &[PipelineConfig], extracts: &[ExtractDef]) -> Result<Vec<Job>, AppError> {
+/// The jobs of pipelines with a schedule, then of every extract, then `tip maintain`.
+pub fn jobs(
+    pipelines: &[PipelineConfig],
+    extracts: &[ExtractDef],
+    maintain: Option<&str>,
+) -> Result<Vec<Job>, AppError> {
     let bad =
         |file: &Path, e: String| AppError::Usage(format!("{}: schedule: {e}", file.display()));
     let mut out = Vec::new();
@@ -45,6 +49,14 @@ pub fn jobs(pipelines: &[PipelineConfig], extracts: &[ExtractDef]) -> Result<Vec
             kind: JobKind::Extract(e.name.clone()),
         });
     }
+    if let Some(cron) = maintain {
+        out.push(Job {
+            name: "maintain".into(),
+            cron: Cron::parse(cron)
+                .map_err(|e| AppError::Usage(format!("maintain.schedule: {e}")))?,
+            kind: JobKind::Maintain,
+        });
+    }
     Ok(out)
 }
 
@@ -54,7 +66,7 @@ impl App {
     pub async fn scheduler(&self, key_file: Option<&Path>) -> Result<Scheduler<'_>, AppError> {
         let defs = self.extract_definitions()?;
         let pipelines = config::load_pipelines(&self.path(&self.config.paths.partners))?;
-        let jobs = jobs(&pipelines, &defs)?;
+        let jobs = jobs(&pipelines, &defs, self.config.maintain.schedule.as_deref())?;
         let ingestion = if jobs.iter().any(|j| matches!(j.kind, JobKind::Pipeline(_))) {
             Some(self.ingestion(key_file).await?)
         } else {
@@ -129,6 +141,12 @@ impl Runner for Scheduler<'_> {
             match &job.kind {
                 JobKind::Pipeline(name) => self.run_pipeline(name).await,
                 JobKind::Extract(name) => self.run_extract(name, slot).await,
+                JobKind::Maintain => self
+                    .app
+                    .maintain(Actor::Schedule)
+                    .await
+                    .map(|m| format!("{} tables maintained", m.tables.len()))
+                    .map_err(|e| e.to_string()),
             }
         })
     }

@@ -13,6 +13,7 @@
 //! - [`extracts`]: running an extract and recording it;
 //! - [`tokens`]: access tokens and the check every front end makes;
 //! - [`jobs`]: the scheduled jobs;
+//! - [`maintain`]: retention and upkeep of the lake;
 //! - [`check`]: `tip check`, every configuration file at once;
 //! - [`erasure`]: `tip erase`, a person's or a case's rows and the history that held them.
 
@@ -22,6 +23,7 @@ pub mod erasure;
 pub mod extracts;
 pub mod ingestion;
 pub mod jobs;
+pub mod maintain;
 pub mod tokens;
 pub mod upload;
 

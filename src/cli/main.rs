@@ -9,6 +9,7 @@ mod generate;
 mod ingest;
 mod key;
 mod load;
+mod maintain;
 mod pseudonymise;
 mod query;
 mod schedule;
@@ -162,6 +163,8 @@ enum Command {
     },
     /// Check every configuration file, partner mapping, preset and extract definition.
     Check,
+    /// Retention, compaction, checkpoints and vacuum of every table.
+    Maintain,
     /// Erase a person's rows (by person_id) or one partner's case (by its case number) from
     /// every table, and purge the lake's history that held them (GDPR Art. 17).
     Erase {
@@ -342,6 +345,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { listen } => serve::run(&cli, listen.as_deref()).await,
         Command::Token { command } => token::run(&cli, command),
         Command::Check => check::run(&cli).await,
+        Command::Maintain => maintain::run(&cli).await,
         Command::Erase {
             person_id,
             partner,

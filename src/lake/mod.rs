@@ -51,6 +51,10 @@ pub enum LakeError {
         "{point} is before an erasure on {erased_at} (GDPR Art. 17): the lake's history before it was purged and cannot be read"
     )]
     Purged { point: String, erased_at: String },
+    #[error(
+        "table {0} cannot be read at that point: it is older than the lake's history (the time-travel window, lake.history_days, which `tip maintain` keeps), or not a point of the table at all"
+    )]
+    OutsideHistory(String),
 }
 
 /// A point in the lake's history: a lake version (a version of the `submissions` ledger, each
@@ -82,6 +86,14 @@ impl AsOf {
             })
             .map_err(|_| LakeError::AsOf(s.to_string()))
     }
+}
+
+/// What the upkeep of one table did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Upkeep {
+    pub files_compacted: usize,
+    pub files_vacuumed: usize,
+    pub logs_removed: usize,
 }
 
 /// A table tip keeps: its name, columns and partition columns.
@@ -218,7 +230,10 @@ impl Lake {
             Some(TablePoint::Timestamp(t)) => b = b.with_timestamp(*t),
             None => {}
         }
-        b.load().await.map_err(|e| Self::err(name, e))
+        b.load().await.map_err(|e| match at {
+            Some(_) => LakeError::OutsideHistory(name.to_string()),
+            None => Self::err(name, e),
+        })
     }
 
     /// The table, or None when no writer has created it.
@@ -292,10 +307,15 @@ impl Lake {
                 .map(|n| (n.clone(), TablePoint::Timestamp(*t)))
                 .collect()),
             AsOf::Version(v) => {
+                let latest = self.versions(&[system::LEDGER.to_string()]).await?;
+                if latest.get(system::LEDGER).is_none_or(|l| (*v as i64) > *l) {
+                    return Err(LakeError::AsOf(format!(
+                        "{v} (the lake has no version {v})"
+                    )));
+                }
                 let ledger = self
                     .table(system::LEDGER, Some(&TablePoint::Version(*v)))
-                    .await
-                    .map_err(|_| LakeError::AsOf(format!("{v} (the lake has no version {v})")))?;
+                    .await?;
                 let versions = system::latest_lake_versions(&ledger).await?;
                 let mut out = HashMap::new();
                 for n in tables {
@@ -496,6 +516,65 @@ impl Lake {
         .await
         .map_err(|e| err(&e))?;
         Ok(metrics.files_deleted.len())
+    }
+
+    /// Upkeep of one table: small files compacted, a checkpoint written, and what is older than
+    /// `history` purged — files no version inside the window uses, and log entries — so time
+    /// travel reaches back `history` and no further.
+    pub async fn maintain_table(
+        &self,
+        table_name: &str,
+        history: chrono::Duration,
+    ) -> Result<Upkeep, LakeError> {
+        let Some(table) = self.try_table(table_name, None).await? else {
+            return Ok(Upkeep::default());
+        };
+        let err = |e: &dyn std::fmt::Display| Self::err(table_name, e);
+        let (table, optimized) = table.optimize().await.map_err(|e| err(&e))?;
+        let (table, vacuumed) = table
+            .vacuum()
+            .with_retention_period(history)
+            .with_enforce_retention_duration(false)
+            .await
+            .map_err(|e| err(&e))?;
+        deltalake::checkpoints::create_checkpoint(&table, None)
+            .await
+            .map_err(|e| err(&e))?;
+        let cutoff = (chrono::Utc::now() - history).timestamp_millis();
+        let logs = deltalake::checkpoints::cleanup_expired_logs_for(
+            table.version().unwrap_or(0),
+            table.log_store().as_ref(),
+            cutoff,
+            None,
+        )
+        .await
+        .map_err(|e| err(&e))?;
+        Ok(Upkeep {
+            files_compacted: optimized.num_files_removed as usize,
+            files_vacuumed: vacuumed.files_deleted.len(),
+            logs_removed: logs,
+        })
+    }
+
+    /// Deletes a partitioned table's rows of months before `first_kept` (`YYYY-MM`); rows of
+    /// an unknown month are kept. Returns the rows deleted.
+    pub async fn delete_before(
+        &self,
+        table_name: &str,
+        first_kept: &str,
+    ) -> Result<u64, LakeError> {
+        let Some(table) = self.try_table(table_name, None).await? else {
+            return Ok(0);
+        };
+        let predicate = col("period")
+            .lt(lit(first_kept))
+            .and(col("period").not_eq(lit("unknown")));
+        let (_, metrics) = table
+            .delete()
+            .with_predicate(predicate)
+            .await
+            .map_err(|e| Self::err(table_name, e))?;
+        Ok(metrics.num_deleted_rows.unwrap_or(0) as u64)
     }
 
     /// The custom metadata of the table's latest `limit` commits, newest first, with each

@@ -390,3 +390,96 @@ fn a_lost_ledger_row_is_restored_from_the_data_commit() {
     );
     assert_eq!(count(&env, "SELECT count(*) FROM cases"), 3);
 }
+
+/// `tip maintain`: records past their retention go, small files are compacted, and time travel
+/// beyond `lake.history_days` fails with a message that says so (a reproduction included).
+#[test]
+fn maintain_keeps_retention_and_the_time_travel_window() {
+    let env = Env::new();
+    let text = std::fs::read_to_string(crate::common::repo().join("pipelines/tip.toml"))
+        .unwrap()
+        .replace("history_days = 400", "history_days = 0")
+        .replace("retention_years = {}", "retention_years = { outcome = 1 }")
+        .replace("\".tip/extracts\"", &format!("{:?}", env.path("extracts")));
+    let cfg = env.path("tip.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    ok(&env.tip(&["--config", cfg, "ingest"]));
+    ok(&env.tip(&[
+        "--config",
+        cfg,
+        "load",
+        "--partner",
+        "LT-NGO-01",
+        "--type",
+        "case",
+        file(&env, "w1.csv", &WEEK1).to_str().unwrap(),
+    ]));
+    let out = env.path("x");
+    ok(&env.tip(&[
+        "--config",
+        cfg,
+        "extract",
+        "--name",
+        "regional-monthly",
+        "--month",
+        "2025-06",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let outcomes_before = count(&env, "SELECT count(*) FROM outcomes");
+    let cases_before = count(&env, "SELECT count(*) FROM cases");
+    assert!(outcomes_before > 0);
+    let files_before = all_files(&env.lake.join("cases")).len();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let m = ok(&env.tip(&["--config", cfg, "maintain"]));
+    assert!(
+        m.contains("outcome: ") && m.contains("records past their retention deleted"),
+        "{m}"
+    );
+    // The sample's assessments are all from 2025, more than a year before today.
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(366);
+    let old = count(
+        &env,
+        &format!(
+            "SELECT count(*) FROM outcomes WHERE period < '{}'",
+            cutoff.format("%Y-%m")
+        ),
+    );
+    assert_eq!(old, 0);
+    assert!(
+        all_files(&env.lake.join("cases")).len() < files_before,
+        "compacted and vacuumed"
+    );
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM cases"),
+        cases_before,
+        "cases have no retention"
+    );
+    // Outside the window: refused with the reason.
+    let o = env.tip(&[
+        "--config",
+        cfg,
+        "query",
+        "--as-of",
+        "1",
+        "SELECT count(*) FROM cases",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("time-travel window"), "{}", stderr(&o));
+    let o = env.tip(&[
+        "--config",
+        cfg,
+        "extract",
+        "--name",
+        "regional-monthly",
+        "--month",
+        "2025-06",
+        "--out",
+        env.path("y").to_str().unwrap(),
+        "--reproduce",
+        out.join("manifest.json").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("time-travel window"), "{}", stderr(&o));
+}
