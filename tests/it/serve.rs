@@ -584,3 +584,74 @@ fn the_upload_page_works_in_a_real_browser() {
     );
     assert_eq!(r.status, 401);
 }
+
+#[test]
+fn uploads_declare_snapshots_and_withdrawals_and_receipts_count_the_changes() {
+    let env = Env::new();
+    let s = start(&env);
+    let a = token(&env, &s.cfg, "partner", Some("LT-NGO-01"));
+    let analyst = token(&env, &s.cfg, "analyst", None);
+    let upload = |query: &str, body: &str| {
+        post(
+            &s,
+            &format!("/api/v1/uploads?type=case&format=csv{query}"),
+            &a,
+            &[("Content-Type", "text/csv")],
+            body.as_bytes(),
+        )
+    };
+    let header = "case_number,given_name,family_name,birth_date,registered_on,gender,status";
+    let r = upload(
+        "",
+        &format!(
+            "{header}\nS1,Ona,Petraitytė,2010-01-02,2025-03-03,female,presumed\nS2,Jonas,Kazlauskas,2009-05-06,2025-03-04,male,presumed\nS3,Eglė,Šimkutė,2011-07-08,2025-04-05,female,presumed\n"
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let rc = r.json();
+    assert_eq!(
+        (rc["mode"].as_str(), rc["rows_inserted"].as_u64()),
+        (Some("upsert"), Some(3))
+    );
+    // A snapshot needs its period; March complete: S1 corrected, S2 gone, S3 (April) kept.
+    let r = upload(
+        "&mode=snapshot",
+        &format!("{header}\nS1,Ona,Petraitytė,2010-01-02,2025-03-03,female,identified\n"),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = upload(
+        "&mode=snapshot&period=2025-03",
+        &format!("{header}\nS1,Ona,Petraitytė,2010-01-02,2025-03-03,female,identified\n"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let rc = r.json();
+    assert_eq!(rc["snapshot_period"], "2025-03");
+    assert_eq!(
+        (
+            rc["rows_inserted"].as_u64(),
+            rc["rows_updated"].as_u64(),
+            rc["rows_removed"].as_u64()
+        ),
+        (Some(0), Some(1), Some(1))
+    );
+    let r = upload("&mode=withdraw", "case_number\nS3\n");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["rows_removed"], 1);
+    let q = sql(
+        &s,
+        &analyst,
+        "SELECT count(*) AS n FROM cases",
+        "application/json",
+    );
+    assert_eq!(q.json()[0]["n"], 1);
+    let q = sql(
+        &s,
+        &analyst,
+        "SELECT mode, rows_inserted, rows_updated, rows_removed FROM submissions ORDER BY ingested_at",
+        "text/csv",
+    );
+    assert_eq!(
+        q.text(),
+        "mode,rows_inserted,rows_updated,rows_removed\nupsert,3,0,0\nsnapshot,0,1,1\nwithdraw,0,0,1\n"
+    );
+}
