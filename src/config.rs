@@ -209,6 +209,35 @@ pub struct QueryConfig {
     pub memory_limit_mib: usize,
     /// Wall-clock time one query may take, in seconds.
     pub timeout_seconds: u64,
+    /// The largest answer one query may return, in rows and in MiB.
+    #[serde(default = "default_result_rows")]
+    pub max_result_rows: usize,
+    #[serde(default = "default_result_mib")]
+    pub max_result_mib: usize,
+    /// The largest single value a function may make (repeat, lpad, range...), in MiB.
+    #[serde(default = "default_value_mib")]
+    pub max_value_mib: usize,
+    /// The longest statement, in SQL tokens, and the deepest nesting of parentheses.
+    #[serde(default = "default_sql_tokens")]
+    pub max_sql_tokens: usize,
+    #[serde(default = "default_sql_depth")]
+    pub max_sql_depth: usize,
+}
+
+fn default_result_rows() -> usize {
+    5_000_000
+}
+fn default_result_mib() -> usize {
+    512
+}
+fn default_value_mib() -> usize {
+    16
+}
+fn default_sql_tokens() -> usize {
+    10_000
+}
+fn default_sql_depth() -> usize {
+    64
 }
 
 impl Default for QueryConfig {
@@ -216,6 +245,11 @@ impl Default for QueryConfig {
         QueryConfig {
             memory_limit_mib: 2048,
             timeout_seconds: 60,
+            max_result_rows: default_result_rows(),
+            max_result_mib: default_result_mib(),
+            max_value_mib: default_value_mib(),
+            max_sql_tokens: default_sql_tokens(),
+            max_sql_depth: default_sql_depth(),
         }
     }
 }
@@ -347,6 +381,9 @@ pub struct FormatOptions {
     pub sheet_index: Option<usize>,
     pub header_row: Option<usize>,
     pub first_data_row: Option<usize>,
+    /// CSV: quoted values may hold line breaks (off by default: a line break inside a value
+    /// then means an unclosed quote, and the file is refused).
+    pub multiline: Option<bool>,
 }
 
 impl FormatOptions {
@@ -372,6 +409,7 @@ impl FormatOptions {
             sheet_index: self.sheet_index.or(base.sheet_index),
             header_row: self.header_row.or(base.header_row),
             first_data_row: self.first_data_row.or(base.first_data_row),
+            multiline: self.multiline.or(base.multiline),
         }
     }
 }

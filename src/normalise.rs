@@ -115,6 +115,10 @@ pub fn date(raw: &str, formats: &[String]) -> Result<NaiveDate, DateProblem> {
     let mut impossible = false;
     let iso = "%Y-%m-%d".to_string();
     let iso_part = if s.len() > 10 && s.is_char_boundary(10) && matches!(&s[10..11], "T" | " ") {
+        // A date with a time: the time must be a real one too (2024-02-29T25:00:00 is not).
+        if !valid_time(&s[11..]) {
+            return Err(DateProblem::Invalid);
+        }
         &s[..10]
     } else {
         s
@@ -146,6 +150,21 @@ pub fn date(raw: &str, formats: &[String]) -> Result<NaiveDate, DateProblem> {
 
 /// True when `s` has digits where the format has numeric fields and the same separators,
 /// so a parse failure means the calendar date does not exist rather than a wrong shape.
+/// `HH:MM`, `HH:MM:SS` or `HH:MM:SS.fff`, then nothing, `Z` or an offset `±HH:MM`.
+fn valid_time(t: &str) -> bool {
+    let (clock, zone) = match t.find(['Z', 'z', '+', '-']) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, ""),
+    };
+    let zone_ok = zone.is_empty()
+        || zone.eq_ignore_ascii_case("z")
+        || chrono::NaiveTime::parse_from_str(&zone[1..], "%H:%M").is_ok();
+    let clock_ok = ["%H:%M:%S%.f", "%H:%M:%S", "%H:%M"]
+        .iter()
+        .any(|f| chrono::NaiveTime::parse_from_str(clock, f).is_ok());
+    zone_ok && clock_ok
+}
+
 fn shape_matches(s: &str, format: &str) -> bool {
     let seps = |x: &str| -> String {
         x.chars()
@@ -340,6 +359,21 @@ mod tests {
         assert_eq!(document(" lt 12-345 678 ").as_deref(), Some("LT12345678"));
         assert_eq!(code("lt-2025 / 001").as_deref(), Some("LT-2025/001"));
         assert_eq!(code("   "), None);
+    }
+
+    #[test]
+    fn dates_with_times_are_checked_too() {
+        let none: Vec<String> = vec![];
+        assert!(date("2024-02-29T12:30:00", &none).is_ok());
+        assert!(date("2024-02-29T12:30:00.5Z", &none).is_ok());
+        assert!(date("2024-02-29 12:30", &none).is_ok());
+        assert!(date("2024-02-29T12:30:00+02:00", &none).is_ok());
+        assert_eq!(
+            date("2024-02-29T25:00:00", &none),
+            Err(DateProblem::Invalid)
+        );
+        assert_eq!(date("2024-02-29T12:61", &none), Err(DateProblem::Invalid));
+        assert_eq!(date("2024-02-29Tnoon", &none), Err(DateProblem::Invalid));
     }
 
     #[test]

@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde_json::json;
 use sha2::Digest;
 
 use super::{Actor, App, AppError};
 use crate::lake::AsOf;
-use crate::query::{Limits, QueryError, Session};
+use crate::query::{Answer, Limits, QueryError, Session};
 use crate::schema::PROVENANCE;
 
 /// One column of `tip tables`.
@@ -65,34 +66,57 @@ impl App {
         .await?)
     }
 
-    /// Runs one analyst statement and leaves its audit record: the SHA-256 of the text (never
-    /// the text), who, the outcome and the rows returned.
+    /// Runs one analyst statement and collects its answer; leaves its audit record.
     pub async fn query(
         &self,
         session: &Session,
         sql: &str,
         actor: Actor<'_>,
     ) -> Result<Vec<RecordBatch>, AppError> {
-        let result = session.run(sql.trim().trim_end_matches(';')).await;
-        let (status, rows) = match &result {
-            Ok(b) => ("ok", b.iter().map(|b| b.num_rows()).sum::<usize>()),
-            Err(QueryError::Refused(_)) => ("refused", 0),
-            Err(QueryError::Limit(_)) => ("limit", 0),
-            Err(_) => ("error", 0),
-        };
+        let mut answer = self.query_stream(session, sql, actor).await?;
+        let mut out = Vec::new();
+        while let Some(b) = answer.next().await {
+            out.push(b?);
+        }
+        Ok(out)
+    }
+
+    /// Runs one analyst statement; the answer comes batch by batch. The audit record — the
+    /// SHA-256 of the text (never the text), who, the outcome and the rows returned — is left
+    /// when the answer ends, fails or is dropped unread (`cancelled`), or here when the
+    /// statement is refused.
+    pub async fn query_stream(
+        &self,
+        session: &Session,
+        sql: &str,
+        actor: Actor<'_>,
+    ) -> Result<AuditedAnswer, AppError> {
         let role = match actor {
             Actor::Token(t) => t.role.as_str(),
             _ => "analyst",
         };
-        self.record(
-            "sql",
-            json!({
-                "by": actor.by(), "token_id": match actor { Actor::Token(t) => Some(&t.id), _ => None },
-                "role": role, "sql_sha256": hex::encode(sha2::Sha256::digest(sql.as_bytes())),
-                "status": status, "rows": rows,
+        let fields = json!({
+            "by": actor.by(), "token_id": match actor { Actor::Token(t) => Some(&t.id), _ => None },
+            "role": role, "sql_sha256": hex::encode(sha2::Sha256::digest(sql.as_bytes())),
+        });
+        let serde_json::Value::Object(fields) = fields else {
+            unreachable!("a JSON object")
+        };
+        match session.stream(sql.trim().trim_end_matches(';')).await {
+            Ok(answer) => Ok(AuditedAnswer {
+                answer,
+                audit: crate::audit::AuditLog::new(self.audit.path()),
+                fields,
+                recorded: false,
             }),
-        )?;
-        Ok(result?)
+            Err(e) => {
+                let mut fields = fields;
+                fields.insert("status".into(), status_of(&e).into());
+                fields.insert("rows".into(), 0.into());
+                self.record("sql", serde_json::Value::Object(fields))?;
+                Err(e.into())
+            }
+        }
     }
 
     /// A plain hive-partitioned Parquet snapshot of every table under `out`.
@@ -190,5 +214,61 @@ fn provenance_or_pseudonym(name: &str) -> (String, String) {
             "pseudonym".into(),
             "Keyed pseudonym (HMAC-SHA-256); see README, Privacy model.".into(),
         ),
+    }
+}
+
+fn status_of(e: &QueryError) -> &'static str {
+    match e {
+        QueryError::Refused(_) => "refused",
+        QueryError::Limit(_) => "limit",
+        _ => "error",
+    }
+}
+
+/// An analyst's answer that leaves its audit record when it ends.
+pub struct AuditedAnswer {
+    answer: Answer,
+    audit: crate::audit::AuditLog,
+    fields: serde_json::Map<String, serde_json::Value>,
+    recorded: bool,
+}
+
+impl AuditedAnswer {
+    pub fn schema(&self) -> SchemaRef {
+        self.answer.schema()
+    }
+
+    /// The next batch; None once the answer is complete and its audit record written.
+    pub async fn next(&mut self) -> Option<Result<RecordBatch, AppError>> {
+        match self.answer.next().await {
+            Some(Ok(b)) => Some(Ok(b)),
+            Some(Err(e)) => {
+                let _ = self.finish(status_of(&e));
+                Some(Err(e.into()))
+            }
+            None => self.finish("ok").err().map(Err),
+        }
+    }
+
+    fn finish(&mut self, status: &str) -> Result<(), AppError> {
+        if self.recorded {
+            return Ok(());
+        }
+        self.recorded = true;
+        let mut fields = std::mem::take(&mut self.fields);
+        fields.insert("status".into(), status.into());
+        fields.insert("rows".into(), self.answer.rows().into());
+        self.audit
+            .record("sql", serde_json::Value::Object(fields))
+            .map_err(|e| AppError::Audit(self.audit.path().display().to_string(), e.to_string()))
+    }
+}
+
+impl Drop for AuditedAnswer {
+    /// An answer dropped before its end (the client went away): recorded as cancelled.
+    fn drop(&mut self) {
+        if let Err(e) = self.finish("cancelled") {
+            eprintln!("tip: {e}");
+        }
     }
 }

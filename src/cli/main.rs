@@ -229,8 +229,11 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     let cli = Cli::parse();
+    // Queries are planned and run on the runtime's workers (see query::Session::run): a
+    // deep plan gets a large stack there rather than overflowing the main thread's.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(64 * 1024 * 1024)
         .build()
     {
         Ok(rt) => rt,

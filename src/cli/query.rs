@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, anyhow, bail};
 use tip::app::Actor;
 use tip::lake::AsOf;
-use tip::query::{OutputFormat, render};
+use tip::query::{Encoder, OutputFormat, StreamFormat, render};
 
 use super::{Cli, app};
 
@@ -39,8 +39,16 @@ pub async fn run(
         (None, None) if std::io::stdin().is_terminal() => {
             let history =
                 std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".tip_query_history"));
+            let (app, session) = (&app, &session);
+            let run = move |sql: String| -> futures::future::BoxFuture<'_, Result<_, String>> {
+                Box::pin(async move {
+                    app.query(session, &sql, Actor::Cli)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            };
             tip::query::shell(
-                &session,
+                &run,
                 fmt,
                 &mut std::io::stdin().lock(),
                 &mut std::io::stdout(),
@@ -56,7 +64,24 @@ pub async fn run(
             s
         }
     };
-    let batches = app.query(&session, &text, Actor::Cli).await?;
-    std::io::stdout().write_all(&render(&batches, fmt)?)?;
+    if fmt == OutputFormat::Table {
+        // An aligned table needs every row to size its columns (bounded by the answer limits).
+        let batches = app.query(&session, &text, Actor::Cli).await?;
+        std::io::stdout().write_all(&render(&batches, fmt)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Other formats are written batch by batch, as the answer comes: memory does not grow with
+    // the answer. A limit reached part-way stops the output with the error on stderr and a
+    // non-zero exit (what was written before it is not a whole answer).
+    let mut answer = app.query_stream(&session, &text, Actor::Cli).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut enc, head) = Encoder::start(StreamFormat::Text(fmt), &answer.schema())?;
+    out.write_all(&head)?;
+    while let Some(b) = answer.next().await {
+        out.write_all(&enc.batch(&b?)?)?;
+        out.flush()?;
+    }
+    out.write_all(&enc.finish()?)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -98,13 +98,25 @@ pub fn pipeline_mappings(
     Ok(out)
 }
 
-/// The files of a pipeline's source folder, sorted by name.
+/// The files of a pipeline's source folder, sorted by name: regular files only — no symbolic
+/// links (which could point out of the folder), no devices or pipes, no names with control
+/// characters.
 fn source_files(ing: &Ingestor, p: &PipelineConfig) -> Result<Vec<PathBuf>, IngestError> {
     let dir = ing.config.resolve(&p.source.path);
+    let regular = |e: &std::fs::DirEntry| {
+        // DirEntry::file_type does not follow symbolic links.
+        let plain_name = !e
+            .file_name()
+            .to_string_lossy()
+            .chars()
+            .any(char::is_control);
+        e.file_type().is_ok_and(|t| t.is_file()) && plain_name
+    };
     let mut entries: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
+            .filter_map(Result::ok)
+            .filter(regular)
+            .map(|e| e.path())
             .collect(),
         Err(e) => {
             return Err(IngestError::File {

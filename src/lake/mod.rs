@@ -107,6 +107,9 @@ pub struct TableSpec {
 pub struct Lake {
     root: Url,
     pub location: String,
+    /// Tables already loaded by this process, brought up to date incrementally (only new log
+    /// entries are read), so that a long-running server's checks do not replay every log.
+    cache: Arc<Mutex<HashMap<String, DeltaTable>>>,
 }
 
 impl Lake {
@@ -129,6 +132,7 @@ impl Lake {
         Ok(Lake {
             root,
             location: location.to_string(),
+            cache: Arc::default(),
         })
     }
 
@@ -223,6 +227,26 @@ impl Lake {
         name: &str,
         at: Option<&TablePoint>,
     ) -> Result<DeltaTable, LakeError> {
+        if at.is_none() {
+            let cached = self.cache.lock().ok().and_then(|c| c.get(name).cloned());
+            let table = match cached {
+                Some(mut t) => {
+                    t.update_incremental(None)
+                        .await
+                        .map_err(|e| Self::err(name, e))?;
+                    t
+                }
+                None => self.load(name, None).await?,
+            };
+            if let Ok(mut c) = self.cache.lock() {
+                c.insert(name.to_string(), table.clone());
+            }
+            return Ok(table);
+        }
+        self.load(name, at).await
+    }
+
+    async fn load(&self, name: &str, at: Option<&TablePoint>) -> Result<DeltaTable, LakeError> {
         let mut b =
             DeltaTableBuilder::from_url(self.table_url(name)).map_err(|e| Self::err(name, e))?;
         match at {

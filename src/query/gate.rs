@@ -5,7 +5,52 @@
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
 
-use super::QueryError;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use super::{Limits, QueryError};
+
+/// Refuses, before it is parsed, a statement longer than `query.max_sql_tokens` tokens or
+/// nested deeper than `query.max_sql_depth` parentheses: the parser and the planner recurse
+/// on its structure (`1+1+...+1` with thousands of terms, thousands of `OR`s, huge `IN`
+/// lists). The tokenizer itself does not recurse.
+pub fn check_size(sql: &str, limits: &Limits) -> Result<(), QueryError> {
+    if sql.len() > limits.max_sql_tokens.saturating_mul(64) {
+        return Err(QueryError::Limit(format!(
+            "the statement is longer than {} tokens (query.max_sql_tokens)",
+            limits.max_sql_tokens
+        )));
+    }
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| QueryError::Sql(e.to_string()))?;
+    let (mut count, mut depth, mut deepest) = (0usize, 0usize, 0usize);
+    for t in &tokens {
+        match t {
+            Token::Whitespace(_) => continue,
+            Token::LParen | Token::LBracket => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            Token::RParen | Token::RBracket => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        count += 1;
+    }
+    if count > limits.max_sql_tokens {
+        return Err(QueryError::Limit(format!(
+            "the statement has {count} tokens, more than {} (query.max_sql_tokens)",
+            limits.max_sql_tokens
+        )));
+    }
+    if deepest > limits.max_sql_depth {
+        return Err(QueryError::Limit(format!(
+            "the statement nests {deepest} parentheses deep, more than {} (query.max_sql_depth)",
+            limits.max_sql_depth
+        )));
+    }
+    Ok(())
+}
 
 /// Accepts exactly one read-only statement.
 pub fn gate(sql: &str) -> Result<(), QueryError> {

@@ -4,6 +4,8 @@
 //! SHOW and DESCRIBE: no DDL, DML, COPY or SET, and no reading files by path (DataFusion's URL
 //! tables stay disabled). A session needs no key and writes nothing.
 
+mod answer;
+mod bounds;
 mod encode;
 mod export;
 mod gate;
@@ -18,8 +20,10 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 
-pub use encode::{OutputFormat, arrow_ipc, render};
-pub use gate::gate;
+pub use answer::Answer;
+use answer::Stop;
+pub use encode::{Encoder, OutputFormat, StreamFormat, arrow_ipc, render};
+pub use gate::{check_size, gate};
 pub use shell::shell;
 
 use crate::config::Registry;
@@ -49,6 +53,11 @@ fn sql_err(e: impl std::fmt::Display) -> QueryError {
 pub struct Limits {
     pub memory_bytes: usize,
     pub timeout: std::time::Duration,
+    pub max_result_rows: usize,
+    pub max_result_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_sql_tokens: usize,
+    pub max_sql_depth: usize,
 }
 
 impl Default for Limits {
@@ -59,9 +68,15 @@ impl Default for Limits {
 
 impl From<&crate::config::QueryConfig> for Limits {
     fn from(c: &crate::config::QueryConfig) -> Self {
+        let mib = |n: usize| n.saturating_mul(1024 * 1024);
         Limits {
-            memory_bytes: c.memory_limit_mib.saturating_mul(1024 * 1024),
+            memory_bytes: mib(c.memory_limit_mib),
             timeout: std::time::Duration::from_secs(c.timeout_seconds),
+            max_result_rows: c.max_result_rows,
+            max_result_bytes: mib(c.max_result_mib),
+            max_value_bytes: mib(c.max_value_mib),
+            max_sql_tokens: c.max_sql_tokens,
+            max_sql_depth: c.max_sql_depth,
         }
     }
 }
@@ -104,6 +119,7 @@ impl Session {
         limits: Limits,
     ) -> Result<Session, QueryError> {
         let ctx = context(limits)?;
+        bounds::install(&ctx, limits.max_value_bytes);
         let specs = session_tables(catalog);
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         let points = match as_of {
@@ -145,26 +161,40 @@ impl Session {
         self.versions.values().all(|v| *v < 0)
     }
 
-    /// Runs one analyst statement through the gate.
+    /// Runs one analyst statement through the gate and collects its answer (bounded by the
+    /// answer limits). Front ends that pass the answer on use [`Session::stream`].
     pub async fn run(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        self.stream(sql).await?.collect().await
+    }
+
+    /// Runs one analyst statement through the gate; the answer comes batch by batch. Planning
+    /// and execution run on a task of the runtime, within the time, memory, answer and value
+    /// limits.
+    pub async fn stream(&self, sql: &str) -> Result<Answer, QueryError> {
+        gate::check_size(sql, &self.limits)?;
         gate(sql)?;
-        let opts = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let df = self
-            .ctx
-            .sql_with_options(sql, opts)
-            .await
-            .map_err(|e| refuse_or_sql(e.to_string()))?;
-        self.collect(df).await
+        let (ctx, sql) = (self.ctx.clone(), sql.to_string());
+        let plan = async move {
+            let opts = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            ctx.sql_with_options(&sql, opts)
+                .await
+                .map_err(|e| match refuse_or_sql(e.to_string()) {
+                    refused @ QueryError::Refused(_) => Stop::Refused(refused),
+                    _ => Stop::Engine(e),
+                })
+        };
+        Answer::start(plan, self.limits).await
     }
 
     /// Runs reviewed configuration SQL (extract definitions), outside the analyst gate but
     /// within the same limits.
     pub async fn run_trusted(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
-        let df = self.ctx.sql(sql).await.map_err(sql_err)?;
-        self.collect(df).await
+        let (ctx, sql) = (self.ctx.clone(), sql.to_string());
+        let plan = async move { ctx.sql(&sql).await.map_err(Stop::Engine) };
+        Answer::start(plan, self.limits).await?.collect().await
     }
 
     /// Plans reviewed configuration SQL without running it: an error names what is wrong.
@@ -181,36 +211,6 @@ impl Session {
             .iter()
             .map(|f| (f.name().clone(), f.data_type().to_string()))
             .collect())
-    }
-
-    async fn collect(
-        &self,
-        df: datafusion::dataframe::DataFrame,
-    ) -> Result<Vec<RecordBatch>, QueryError> {
-        match tokio::time::timeout(self.limits.timeout, df.collect()).await {
-            Err(_) => Err(QueryError::Limit(format!(
-                "over the time limit of {} s (query.timeout_seconds)",
-                self.limits.timeout.as_secs()
-            ))),
-            Ok(Err(e)) => Err(self.classify(e)),
-            Ok(Ok(b)) => Ok(b),
-        }
-    }
-
-    fn classify(&self, e: datafusion::error::DataFusionError) -> QueryError {
-        let text = e.to_string();
-        if matches!(
-            e.find_root(),
-            datafusion::error::DataFusionError::ResourcesExhausted(_)
-        ) || text.contains("Resources exhausted")
-        {
-            QueryError::Limit(format!(
-                "over the memory limit of {} MiB (query.memory_limit_mib)",
-                self.limits.memory_bytes / (1024 * 1024)
-            ))
-        } else {
-            QueryError::Sql(text)
-        }
     }
 }
 

@@ -1,12 +1,18 @@
 //! The interactive query shell of `tip query` on a terminal.
 
-use super::{OutputFormat, Session, render};
+use arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
+
+use super::{OutputFormat, render};
+
+/// Runs one statement for the shell (the application core's query, with its audit record).
+pub type Run<'a> = dyn Fn(String) -> BoxFuture<'a, Result<Vec<RecordBatch>, String>> + 'a;
 
 /// The query shell: statements end with `;` and may span lines; `\history` lists earlier
 /// statements (kept in `history`, one per line, across sessions), `\N` runs statement N again,
 /// `\q` quits. Errors are printed and the shell goes on.
 pub async fn shell(
-    session: &Session,
+    run: &Run<'_>,
     format: OutputFormat,
     input: &mut dyn std::io::BufRead,
     out: &mut dyn std::io::Write,
@@ -49,7 +55,7 @@ pub async fn shell(
                     .and_then(|n| past.get(n.wrapping_sub(1)))
                     .cloned()
                 {
-                    Some(sql) => run_in_shell(session, format, &sql, out, err).await?,
+                    Some(sql) => run_in_shell(run, format, &sql, out, err).await?,
                     None => writeln!(err, "unknown command {cmd}")?,
                 },
             }
@@ -71,20 +77,20 @@ pub async fn shell(
                     .open(h)?;
                 std::io::Write::write_all(&mut f, format!("{sql}\n").as_bytes())?;
             }
-            run_in_shell(session, format, &sql, out, err).await?;
+            run_in_shell(run, format, &sql, out, err).await?;
         }
     }
     Ok(())
 }
 
 async fn run_in_shell(
-    session: &Session,
+    run: &Run<'_>,
     format: OutputFormat,
     sql: &str,
     out: &mut dyn std::io::Write,
     err: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    match session.run(sql).await {
+    match run(sql.to_string()).await {
         Ok(b) => match render(&b, format) {
             Ok(bytes) => out.write_all(&bytes),
             Err(e) => writeln!(err, "{e}"),

@@ -8,8 +8,11 @@ use serde::Deserialize;
 
 use super::{Shared, allowed, error};
 use crate::access::Role;
+use futures::StreamExt;
+
+use crate::app::analysis::AuditedAnswer;
 use crate::app::{Actor, AppError};
-use crate::query::{OutputFormat, QueryError, arrow_ipc, render};
+use crate::query::{Encoder, OutputFormat, QueryError, StreamFormat};
 
 #[derive(Deserialize)]
 struct SqlBody {
@@ -17,19 +20,70 @@ struct SqlBody {
 }
 
 /// The answer's encoding and content type, by `Accept` (JSON by default).
-fn answer_format(headers: &HeaderMap) -> (Option<OutputFormat>, &'static str) {
+fn answer_format(headers: &HeaderMap) -> (StreamFormat, &'static str) {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_ascii_lowercase();
     if accept.contains("text/csv") {
-        (Some(OutputFormat::Csv), "text/csv; charset=utf-8")
+        (
+            StreamFormat::Text(OutputFormat::Csv),
+            "text/csv; charset=utf-8",
+        )
     } else if accept.contains("application/vnd.apache.arrow.stream") {
-        (None, "application/vnd.apache.arrow.stream")
+        (
+            StreamFormat::ArrowIpc,
+            "application/vnd.apache.arrow.stream",
+        )
     } else {
-        (Some(OutputFormat::Json), "application/json")
+        (StreamFormat::Text(OutputFormat::Json), "application/json")
     }
+}
+
+/// The part of an answer held before the response starts: a query that fails or stops at a
+/// limit within it gets an error status; after it the answer streams, and a limit reached
+/// later cuts the response off (the client sees an incomplete transfer, never a short answer
+/// that looks whole).
+const PREFETCH_BYTES: usize = 1024 * 1024;
+
+/// What the handler knows once the prefetch is done (one per request: its size is no concern).
+#[allow(clippy::large_enum_variant)]
+enum Start {
+    /// The whole answer.
+    Whole(Vec<u8>),
+    /// The first part; the rest streams.
+    Streaming(Vec<u8>, AuditedAnswer, Encoder),
+}
+
+async fn prefetch(mut answer: AuditedAnswer, format: StreamFormat) -> Result<Start, AppError> {
+    let (mut enc, mut buf) = Encoder::start(format, &answer.schema())?;
+    while buf.len() < PREFETCH_BYTES {
+        match answer.next().await {
+            None => {
+                buf.extend(enc.finish()?);
+                return Ok(Start::Whole(buf));
+            }
+            Some(b) => buf.extend(enc.batch(&b?)?),
+        }
+    }
+    Ok(Start::Streaming(buf, answer, enc))
+}
+
+/// The rest of a streaming answer as body chunks; an error ends the body with an error, which
+/// aborts the response.
+fn rest(
+    answer: AuditedAnswer,
+    enc: Encoder,
+) -> impl futures::Stream<Item = Result<Vec<u8>, AppError>> + Send {
+    futures::stream::unfold(Some((answer, enc)), |state| async move {
+        let (mut answer, mut enc) = state?;
+        match answer.next().await {
+            Some(Ok(b)) => Some((enc.batch(&b).map_err(AppError::from), Some((answer, enc)))),
+            Some(Err(e)) => Some((Err(e), None)),
+            None => Some((enc.finish().map_err(AppError::from), None)),
+        }
+    })
 }
 
 pub async fn query(State(st): State<Shared>, headers: HeaderMap, body: Body) -> Response {
@@ -50,17 +104,22 @@ pub async fn query(State(st): State<Shared>, headers: HeaderMap, body: Body) -> 
         );
     };
     let (format, content_type) = answer_format(&headers);
-    let result = async {
+    let started = async {
         let session = st.app.session(None).await?;
-        let batches = st.app.query(&session, &sql, Actor::Token(&caller)).await?;
-        Ok::<_, AppError>(match format {
-            Some(f) => render(&batches, f)?,
-            None => arrow_ipc(&batches)?,
-        })
+        let answer = st
+            .app
+            .query_stream(&session, &sql, Actor::Token(&caller))
+            .await?;
+        prefetch(answer, format).await
     }
     .await;
-    match result {
-        Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+    match started {
+        Ok(Start::Whole(body)) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Ok(Start::Streaming(first, answer, enc)) => {
+            let first = futures::stream::once(async move { Ok::<_, AppError>(first) });
+            let body = Body::from_stream(first.chain(rest(answer, enc)));
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
         Err(e) => {
             let status = match &e {
                 AppError::Query(QueryError::Refused(_) | QueryError::Sql(_)) => {

@@ -8,7 +8,10 @@ use std::path::Path;
 
 use encoding_rs::{Decoder, DecoderResult, Encoding};
 
-use super::{Reason, RowBuffer, Sink, SourceError, SourceSpec, match_headers};
+use super::{
+    MAX_COLUMNS, MAX_LINE_BYTES, Reason, RowBuffer, Sink, SourceError, SourceSpec, match_headers,
+};
+use crate::normalise;
 
 /// A `Read` that decodes `inner` from a legacy encoding to UTF-8 and fails on malformed input.
 struct StrictDecoder<R> {
@@ -87,6 +90,62 @@ impl<R: Read> Read for StrictDecoder<R> {
     }
 }
 
+/// What makes a text file unreadable as rows, found while it is decoded.
+#[derive(Debug)]
+enum TextProblem {
+    Nul { line: u64 },
+    LongLine { line: u64 },
+}
+
+impl std::fmt::Display for TextProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TextProblem::Nul { line } => {
+                write!(
+                    f,
+                    "line {line} holds NUL bytes: not a text file in the declared encoding"
+                )
+            }
+            TextProblem::LongLine { line } => write!(
+                f,
+                "line {line} is longer than {} MiB: not a CSV file tip can read",
+                MAX_LINE_BYTES / (1024 * 1024)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TextProblem {}
+
+/// Counts lines of decoded text and refuses NUL bytes and lines too long to be a row.
+struct TextGuard<R> {
+    inner: R,
+    line: u64,
+    line_len: usize,
+}
+
+impl<R: Read> Read for TextGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            match b {
+                b'\n' => {
+                    self.line += 1;
+                    self.line_len = 0;
+                }
+                0 => return Err(std::io::Error::other(TextProblem::Nul { line: self.line })),
+                _ => self.line_len += 1,
+            }
+            if self.line_len > MAX_LINE_BYTES {
+                return Err(std::io::Error::other(TextProblem::LongLine {
+                    line: self.line,
+                }));
+            }
+        }
+        Ok(n)
+    }
+}
+
 pub(super) fn read(
     path: &Path,
     file: &str,
@@ -94,7 +153,11 @@ pub(super) fn read(
     sink: &mut Sink<'_>,
 ) -> Result<u64, SourceError> {
     let raw = open(path, file, spec)?;
-    let decoded = StrictDecoder::new(raw, spec.encoding);
+    let decoded = TextGuard {
+        inner: StrictDecoder::new(raw, spec.encoding),
+        line: 1,
+        line_len: 0,
+    };
     let mut rdr = ::csv::ReaderBuilder::new()
         .delimiter(spec.delimiter)
         .flexible(true)
@@ -111,14 +174,20 @@ pub(super) fn read(
     let mut buf = RowBuffer::new(&spec.wanted, spec.batch_rows);
     let mut values: Vec<Option<String>> = vec![None; spec.wanted.len()];
     let mut record = ::csv::StringRecord::new();
-    let mut last_row = 1u64;
+    let mut last_row = rdr.position().line().saturating_sub(1);
     loop {
         match rdr.read_record(&mut record) {
             Ok(true) => {
                 let row = record.position().map(|p| p.line()).unwrap_or(last_row + 1);
+                if row <= last_row {
+                    return Err(bare_carriage_return(file, row));
+                }
                 last_row = row;
                 if record.iter().all(|f| f.trim().is_empty()) {
                     continue;
+                }
+                if !spec.multiline && record.iter().any(|f| f.contains(['\n', '\r'])) {
+                    return Err(unclosed_quote(file, row));
                 }
                 if record.len() != headers.len() {
                     buf.issue(row, "*", Reason::WrongFieldCount);
@@ -137,6 +206,28 @@ pub(super) fn read(
     Ok(buf.total)
 }
 
+/// A value that runs over several lines where the layout has none: an unclosed quote swallows
+/// the rows after it, so the file cannot be split into rows reliably.
+fn unclosed_quote(file: &str, row: u64) -> SourceError {
+    SourceError::Structure {
+        file: file.into(),
+        detail: format!(
+            "line {row}: a quoted value runs over several lines (an unclosed quote?), so the rows cannot be told apart reliably; nothing was taken. If the export really has line breaks inside values, set format.multiline = true for this partner"
+        ),
+    }
+}
+
+/// Two rows on one line: a carriage return without a line feed ends a row (old Mac line ends,
+/// or damage). The rows could not be numbered as the partner sees them.
+fn bare_carriage_return(file: &str, row: u64) -> SourceError {
+    SourceError::Structure {
+        file: file.into(),
+        detail: format!(
+            "line {row}: a carriage return without a line feed splits the line into rows, so rows cannot be numbered as the partner sees them; nothing was taken. Save the file with ordinary line ends (LF or CRLF)"
+        ),
+    }
+}
+
 /// Opens the file. A UTF-8 byte-order mark in a file declared as a legacy encoding means the
 /// pipeline's declaration is wrong: decoding it would silently garble every name.
 fn open(path: &Path, file: &str, spec: &SourceSpec) -> Result<BufReader<File>, SourceError> {
@@ -145,18 +236,22 @@ fn open(path: &Path, file: &str, spec: &SourceSpec) -> Result<BufReader<File>, S
         detail: e.kind().to_string(),
     };
     let mut raw = BufReader::new(File::open(path).map_err(read_err)?);
-    if spec.encoding != encoding_rs::UTF_8 {
-        use std::io::BufRead;
-        let head = raw.fill_buf().map_err(read_err)?;
-        if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
-            return Err(SourceError::Structure {
-                file: file.into(),
-                detail: format!(
-                    "the file is UTF-8 (it starts with a UTF-8 byte-order mark) but the pipeline declares {}",
-                    spec.encoding.name()
-                ),
-            });
-        }
+    use std::io::BufRead;
+    let head = raw.fill_buf().map_err(read_err)?;
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        return Err(SourceError::Structure {
+            file: file.into(),
+            detail: "the file is UTF-16 (it starts with a UTF-16 byte-order mark): save it as UTF-8 or in the encoding declared for this partner".into(),
+        });
+    }
+    if spec.encoding != encoding_rs::UTF_8 && head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return Err(SourceError::Structure {
+            file: file.into(),
+            detail: format!(
+                "the file is UTF-8 (it starts with a UTF-8 byte-order mark) but the pipeline declares {}",
+                spec.encoding.name()
+            ),
+        });
     }
     Ok(raw)
 }
@@ -183,6 +278,7 @@ fn header<R: std::io::Read>(
     };
     // One column whose name holds another delimiter: the declared one is probably wrong.
     let other_delimiter = headers.len() == 1 && headers[0].contains([';', ',', '\t', '|']);
+    check_header(file, &headers, spec)?;
     if other_delimiter && spec.wanted.len() > 1 {
         return Err(SourceError::NotFormat {
             file: file.into(),
@@ -196,6 +292,39 @@ fn header<R: std::io::Read>(
     Ok(headers)
 }
 
+/// A header the rows cannot be read against: too many columns, an empty name before named
+/// columns, or two columns that match one wanted column (which value would count?). Columns
+/// are named by position: a header could hold anything.
+fn check_header(file: &str, headers: &[String], spec: &SourceSpec) -> Result<(), SourceError> {
+    let bad = |detail: String| SourceError::Structure {
+        file: file.into(),
+        detail,
+    };
+    if headers.len() > MAX_COLUMNS {
+        return Err(bad(format!(
+            "the header has {} columns, more than {MAX_COLUMNS}",
+            headers.len()
+        )));
+    }
+    let last_named = headers.iter().rposition(|h| !h.is_empty()).unwrap_or(0);
+    if let Some(i) = headers[..last_named].iter().position(String::is_empty) {
+        return Err(bad(format!("column {} of the header has no name", i + 1)));
+    }
+    let folded: Vec<String> = headers.iter().map(|h| normalise::label(h)).collect();
+    for w in &spec.wanted {
+        let fw = normalise::label(w);
+        let at: Vec<usize> = (0..folded.len()).filter(|&i| folded[i] == fw).collect();
+        if at.len() > 1 {
+            return Err(bad(format!(
+                "columns {} and {} of the header have the same name: which one holds the value is ambiguous",
+                at[0] + 1,
+                at[1] + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn csv_error(
     file: &str,
     e: ::csv::Error,
@@ -203,6 +332,14 @@ fn csv_error(
     enc_err: &dyn Fn(u64) -> SourceError,
 ) -> SourceError {
     let row = e.position().map(|p| p.line()).unwrap_or(fallback_row);
+    if let ::csv::ErrorKind::Io(io) = e.kind()
+        && let Some(p) = io.get_ref().and_then(|x| x.downcast_ref::<TextProblem>())
+    {
+        return SourceError::Structure {
+            file: file.into(),
+            detail: p.to_string(),
+        };
+    }
     match e.kind() {
         ::csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => enc_err(row),
         ::csv::ErrorKind::Utf8 { .. } => enc_err(row),

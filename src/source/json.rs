@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{LIST_JOIN, Reason, RowBuffer, Sink, SourceError, SourceSpec};
+use super::{LIST_JOIN, MAX_LINE_BYTES, Reason, RowBuffer, Sink, SourceError, SourceSpec};
 use crate::normalise;
 
 fn open(path: &Path, file: &str) -> Result<BufReader<File>, SourceError> {
@@ -36,9 +36,13 @@ impl Keys {
     /// Values of the wanted columns in `obj`, or the reason the object cannot be read.
     fn extract(&self, obj: &Map<String, Value>) -> Result<Vec<Option<String>>, Reason> {
         let mut out = vec![None; self.folded.len()];
+        let mut seen = vec![false; self.folded.len()];
         for (k, v) in obj {
             let fk = normalise::label(k);
             if let Some(i) = self.folded.iter().position(|w| *w == fk) {
+                if std::mem::replace(&mut seen[i], true) {
+                    return Err(Reason::DuplicateField);
+                }
                 out[i] = scalar(v)?;
             }
         }
@@ -100,7 +104,7 @@ pub(super) fn read_lines(
     let mut parsed_any = false;
     loop {
         line.clear();
-        let read = rdr
+        let read = std::io::Read::take(std::io::Read::by_ref(&mut rdr), MAX_LINE_BYTES as u64 + 1)
             .read_until(b'\n', &mut line)
             .map_err(|e| SourceError::Read {
                 file: file.into(),
@@ -110,6 +114,15 @@ pub(super) fn read_lines(
             break;
         }
         n += 1;
+        if line.len() > MAX_LINE_BYTES {
+            return Err(SourceError::Structure {
+                file: file.into(),
+                detail: format!(
+                    "line {n} is longer than {} MiB: not an NDJSON file tip can read",
+                    MAX_LINE_BYTES / (1024 * 1024)
+                ),
+            });
+        }
         let text = match std::str::from_utf8(&line) {
             Ok(t) => t.trim_start_matches('\u{FEFF}').trim(),
             Err(_) => {

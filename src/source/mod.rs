@@ -140,6 +140,10 @@ pub enum Reason {
     MissingKey,
     /// Another row of the same file has the same key: neither is taken.
     DuplicateKey,
+    /// A value longer than any field can hold (more than 64 KiB).
+    ValueTooLong,
+    /// Two keys of one JSON object name the same field: which value counts is ambiguous.
+    DuplicateField,
 }
 
 impl Reason {
@@ -167,6 +171,8 @@ impl Reason {
             Reason::InvalidPseudonym => "invalid_pseudonym",
             Reason::MissingKey => "missing_key",
             Reason::DuplicateKey => "duplicate_key",
+            Reason::ValueTooLong => "value_too_long",
+            Reason::DuplicateField => "duplicate_field",
         }
     }
 }
@@ -201,7 +207,17 @@ pub struct SourceSpec {
     /// header (CSV, spreadsheets). A file without them is rejected as a whole.
     pub required: Vec<(String, Vec<String>)>,
     pub batch_rows: usize,
+    /// Quoted CSV values may hold line breaks (the partner's export really has them). Off by
+    /// default: a line break inside a value then means an unclosed quote.
+    pub multiline: bool,
 }
+
+/// The longest value a field may hold; a longer one sets its row aside.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// The longest line a text file may have; a longer one rejects the file.
+pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+/// The most columns a file may have.
+pub const MAX_COLUMNS: usize = 4096;
 
 impl SourceSpec {
     pub fn from_options(
@@ -240,6 +256,7 @@ impl SourceSpec {
             wanted,
             required: Vec::new(),
             batch_rows,
+            multiline: o.multiline.unwrap_or(false),
         })
     }
 }
@@ -350,6 +367,14 @@ impl RowBuffer {
         values: &[Option<S>],
         sink: &mut Sink<'_>,
     ) -> Result<(), SourceError> {
+        if let Some(i) = values.iter().position(|v| {
+            v.as_ref()
+                .is_some_and(|s| s.as_ref().len() > MAX_VALUE_BYTES)
+        }) {
+            let field = self.schema.field(i + 1).name().clone();
+            self.issue(row, &field, Reason::ValueTooLong);
+            return Ok(());
+        }
         self.rows.append_value(row as i64);
         for (b, v) in self.cols.iter_mut().zip(values) {
             match v {

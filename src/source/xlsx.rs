@@ -2,11 +2,16 @@
 //! hidden first row holds the field names and whose data starts on row 3 (set by the preset).
 //! Real Excel dates become ISO dates; text stays text.
 
+use std::io::Read;
 use std::path::Path;
 
 use calamine::{Data, Reader, Xlsx, open_workbook};
 
-use super::{Reason, RowBuffer, Sink, SourceError, SourceSpec, match_headers};
+use super::{MAX_COLUMNS, Reason, RowBuffer, Sink, SourceError, SourceSpec, match_headers};
+
+/// The most decompressed bytes a workbook may hold (all its parts together), checked before
+/// anything is parsed: a zip bomb is refused, not unpacked.
+pub const MAX_WORKBOOK_BYTES: u64 = 256 * 1024 * 1024;
 
 pub(super) fn read(
     path: &Path,
@@ -14,6 +19,7 @@ pub(super) fn read(
     spec: &SourceSpec,
     sink: &mut Sink<'_>,
 ) -> Result<u64, SourceError> {
+    check_container(path, file)?;
     let mut wb: Xlsx<_> = open_workbook(path).map_err(|e| SourceError::NotFormat {
         file: file.into(),
         format: "xlsx workbook",
@@ -24,33 +30,20 @@ pub(super) fn read(
         },
     })?;
     let sheet = choose_sheet(&wb.sheet_names(), file, spec)?;
-    let range = wb
-        .worksheet_range(&sheet)
-        .map_err(|_| SourceError::Structure {
-            file: file.into(),
-            detail: format!("sheet {sheet:?} cannot be read"),
-        })?;
-    if range.start().is_none() {
-        return Err(SourceError::Empty { file: file.into() });
+    let unreadable = || SourceError::Structure {
+        file: file.into(),
+        // Sheet names are partner input (one could be a child's name): not echoed.
+        detail: "the chosen sheet cannot be read".into(),
+    };
+    let mut cells = wb
+        .worksheet_cells_reader(&sheet)
+        .map_err(|_| unreadable())?;
+    let mut rows = Rows::new(file, spec);
+    while let Some(cell) = cells.next_cell().map_err(|_| unreadable())? {
+        let (r, c) = cell.get_position();
+        rows.cell(r, c, Data::from(cell.get_value().clone()), sink)?;
     }
-    let (_, end_col) = range.end().unwrap_or((0, 0));
-    let header_row = spec.header_row.max(1) as u32 - 1;
-    let headers: Vec<String> = (0..=end_col)
-        .map(|c| {
-            range
-                .get_value((header_row, c))
-                .map(cell_text)
-                .unwrap_or_default()
-                .unwrap_or_default()
-        })
-        .collect();
-    let idx = match_headers(&headers, &spec.wanted);
-    super::check_required(file, spec, &idx)?;
-    let first = spec
-        .first_data_row
-        .map(|r| r.max(1) as u32 - 1)
-        .unwrap_or(header_row + 1);
-    read_rows(&range, first, &idx, spec, sink)
+    rows.finish(sink)
 }
 
 /// The sheet the spec names (by name, case-insensitively, or by position).
@@ -78,46 +71,171 @@ fn choose_sheet(names: &[String], file: &str, spec: &SourceSpec) -> Result<Strin
     }
 }
 
-/// The data rows from `first` on, wanted columns only. Rows with nothing in any mapped column
-/// are blank template rows, not records.
-fn read_rows(
-    range: &calamine::Range<Data>,
-    first: u32,
-    idx: &[Option<usize>],
-    spec: &SourceSpec,
-    sink: &mut Sink<'_>,
-) -> Result<u64, SourceError> {
-    let (end_row, _) = range.end().unwrap_or((0, 0));
-    let mut buf = RowBuffer::new(&spec.wanted, spec.batch_rows);
-    let mut values: Vec<Option<String>> = vec![None; spec.wanted.len()];
-    for r in first..=end_row {
-        let mut bad: Option<(usize, Reason)> = None;
-        for (k, (v, i)) in values.iter_mut().zip(idx).enumerate() {
-            *v = match i.and_then(|c| range.get_value((r, c as u32))) {
-                Some(Data::Error(_)) => {
-                    bad.get_or_insert((k, Reason::CellError));
-                    None
-                }
-                Some(d) => cell_text(d),
-                None => None,
-            };
-        }
-        if values
-            .iter()
-            .all(|v| v.as_deref().is_none_or(|s| s.trim().is_empty()))
-            && bad.is_none()
-        {
-            continue;
-        }
-        let row = r as u64 + 1;
-        if let Some((k, reason)) = bad {
-            buf.issue(row, &spec.wanted[k], reason);
-            continue;
-        }
-        buf.push(row, &values, sink)?;
+/// Refuses a workbook whose parts decompress to more than [`MAX_WORKBOOK_BYTES`] — counted
+/// while decompressing, since a zip's declared sizes can lie — or that holds too many parts.
+fn check_container(path: &Path, file: &str) -> Result<(), SourceError> {
+    let bad = |detail: String| SourceError::NotFormat {
+        file: file.into(),
+        format: "xlsx workbook",
+        detail,
+    };
+    let f = std::fs::File::open(path).map_err(|e| SourceError::Read {
+        file: file.into(),
+        detail: e.kind().to_string(),
+    })?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f))
+        .map_err(|_| bad("not a zip container".into()))?;
+    if zip.len() > 10_000 {
+        return Err(bad(format!("{} parts: too many for a workbook", zip.len())));
     }
-    buf.flush(sink)?;
-    Ok(buf.total)
+    let too_big = || {
+        bad(format!(
+            "it decompresses to more than {} MiB",
+            MAX_WORKBOOK_BYTES / (1024 * 1024)
+        ))
+    };
+    let mut total: u64 = 0;
+    for i in 0..zip.len() {
+        let mut part = zip.by_index(i).map_err(|_| bad("a damaged part".into()))?;
+        let budget = MAX_WORKBOOK_BYTES - total;
+        if part.size() > budget {
+            return Err(too_big());
+        }
+        let n = std::io::copy(&mut (&mut part).take(budget + 1), &mut std::io::sink())
+            .map_err(|_| bad("a damaged part".into()))?;
+        total += n;
+        if total > MAX_WORKBOOK_BYTES {
+            return Err(too_big());
+        }
+    }
+    Ok(())
+}
+
+/// Assembles streamed cells into rows: the header row, then the data rows, wanted columns only.
+/// A sheet's declared dimension is never used: memory follows the cells actually there.
+struct Rows<'a> {
+    file: &'a str,
+    spec: &'a SourceSpec,
+    header_row: u32,
+    first: u32,
+    headers: std::collections::BTreeMap<u32, String>,
+    /// Wanted column → sheet column, once the header is known.
+    idx: Option<Vec<Option<u32>>>,
+    row: Option<u32>,
+    values: Vec<Option<String>>,
+    bad: Option<(usize, Reason)>,
+    buf: RowBuffer,
+    any: bool,
+}
+
+impl<'a> Rows<'a> {
+    fn new(file: &'a str, spec: &'a SourceSpec) -> Rows<'a> {
+        let header_row = spec.header_row.max(1) as u32 - 1;
+        Rows {
+            file,
+            spec,
+            header_row,
+            first: spec
+                .first_data_row
+                .map(|r| r.max(1) as u32 - 1)
+                .unwrap_or(header_row + 1),
+            headers: Default::default(),
+            idx: None,
+            row: None,
+            values: vec![None; spec.wanted.len()],
+            bad: None,
+            buf: RowBuffer::new(&spec.wanted, spec.batch_rows),
+            any: false,
+        }
+    }
+
+    fn cell(&mut self, r: u32, c: u32, d: Data, sink: &mut Sink<'_>) -> Result<(), SourceError> {
+        self.any = true;
+        if r == self.header_row {
+            if c as usize >= MAX_COLUMNS {
+                return Err(SourceError::Structure {
+                    file: self.file.into(),
+                    detail: format!("the header has columns beyond {MAX_COLUMNS}"),
+                });
+            }
+            if let Some(t) = cell_text(&d) {
+                self.headers.insert(c, t);
+            }
+            return Ok(());
+        }
+        if r < self.first {
+            return Ok(());
+        }
+        self.header()?;
+        if self.row != Some(r) {
+            self.flush_row(sink)?;
+            self.row = Some(r);
+        }
+        let idx = self.idx.as_ref().expect("header read");
+        for (k, col) in idx.iter().enumerate() {
+            if *col == Some(c) {
+                match d {
+                    Data::Error(_) => {
+                        self.bad.get_or_insert((k, Reason::CellError));
+                    }
+                    ref other => self.values[k] = cell_text(other),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The wanted columns' positions, from the header row (once).
+    fn header(&mut self) -> Result<(), SourceError> {
+        if self.idx.is_some() {
+            return Ok(());
+        }
+        let width = self
+            .headers
+            .keys()
+            .next_back()
+            .map_or(0, |c| *c as usize + 1);
+        let headers: Vec<String> = (0..width as u32)
+            .map(|c| self.headers.get(&c).cloned().unwrap_or_default())
+            .collect();
+        let idx = match_headers(&headers, &self.spec.wanted);
+        super::check_required(self.file, self.spec, &idx)?;
+        self.idx = Some(idx.into_iter().map(|i| i.map(|i| i as u32)).collect());
+        Ok(())
+    }
+
+    /// The row assembled so far: taken, set aside (a cell error), or skipped (a blank
+    /// template row, nothing in any mapped column).
+    fn flush_row(&mut self, sink: &mut Sink<'_>) -> Result<(), SourceError> {
+        let Some(r) = self.row.take() else {
+            return Ok(());
+        };
+        let bad = self.bad.take();
+        let blank = self
+            .values
+            .iter()
+            .all(|v| v.as_deref().is_none_or(|s| s.trim().is_empty()));
+        let row = r as u64 + 1;
+        match bad {
+            Some((k, reason)) => self.buf.issue(row, &self.spec.wanted[k], reason),
+            None if blank => {}
+            None => self.buf.push(row, &self.values, sink)?,
+        }
+        self.values.iter_mut().for_each(|v| *v = None);
+        Ok(())
+    }
+
+    fn finish(mut self, sink: &mut Sink<'_>) -> Result<u64, SourceError> {
+        if !self.any {
+            return Err(SourceError::Empty {
+                file: self.file.into(),
+            });
+        }
+        self.header()?;
+        self.flush_row(sink)?;
+        self.buf.flush(sink)?;
+        Ok(self.buf.total)
+    }
 }
 
 fn cell_text(d: &Data) -> Option<String> {

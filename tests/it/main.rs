@@ -6,6 +6,8 @@ mod cli;
 mod common;
 mod erasure;
 mod extract;
+mod fuzz;
+mod hostile;
 mod htcds;
 mod ingest;
 mod layering;

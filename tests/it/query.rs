@@ -13,6 +13,7 @@ async fn queries_over_their_limits_fail_cleanly_and_the_session_goes_on() {
     let limits = Limits {
         memory_bytes: 4 * 1024 * 1024,
         timeout: Duration::from_secs(2),
+        ..Limits::default()
     };
     let s = Session::open_with_limits(&ctx.lake, &ctx.catalog, &ctx.registry, None, limits)
         .await
@@ -133,15 +134,22 @@ async fn export_writes_a_complete_hive_partitioned_snapshot() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_shell_takes_multi_line_statements_and_keeps_history() {
     let env = Env::new();
-    let ctx = env.ctx().await;
-    let session = Session::open(&ctx.lake, &ctx.catalog, &ctx.registry, None)
-        .await
-        .unwrap();
+    let _writer = env.ctx().await;
+    let app = env.app();
+    let session = app.session(None).await.unwrap();
+    let (app, session) = (&app, &session);
+    let run = move |sql: String| -> futures::future::BoxFuture<'_, Result<_, String>> {
+        Box::pin(async move {
+            app.query(session, &sql, tip::app::Actor::Cli)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    };
     let history = env.path("history");
     let script = "SELECT 40 + 2\n  AS answer;\nSELEC oops;\n\\history\n\\1\nDROP TABLE cases;\n\\q\nSELECT 'not run';\n";
     let (mut out, mut err) = (Vec::new(), Vec::new());
     tip::query::shell(
-        &session,
+        &run,
         tip::query::OutputFormat::Csv,
         &mut script.as_bytes(),
         &mut out,
@@ -167,7 +175,7 @@ async fn the_shell_takes_multi_line_statements_and_keeps_history() {
     );
     let (mut out2, mut err2) = (Vec::new(), Vec::new());
     tip::query::shell(
-        &session,
+        &run,
         tip::query::OutputFormat::Csv,
         &mut "\\1\n".as_bytes(),
         &mut out2,

@@ -41,6 +41,10 @@ fn config(env: &Env) -> PathBuf {
         ),
         ("max_upload_mib = 100", "max_upload_mib = 1".to_string()),
         (
+            "max_result_rows = 5000000",
+            "max_result_rows = 200000".to_string(),
+        ),
+        (
             "max_decompressed_mib = 1024",
             "max_decompressed_mib = 2".to_string(),
         ),
@@ -110,6 +114,8 @@ struct Reply {
     status: u16,
     headers: HashMap<String, String>,
     body: Vec<u8>,
+    /// False when the server cut a streamed answer off.
+    complete: bool,
 }
 
 impl Reply {
@@ -168,6 +174,7 @@ fn read_reply(s: &mut TcpStream) -> Reply {
         headers.insert(k.to_ascii_lowercase(), v.trim().to_string());
     }
     let mut body = Vec::new();
+    let mut complete = true;
     if let Some(n) = headers.get("content-length") {
         body.resize(n.parse().unwrap(), 0);
         r.read_exact(&mut body).unwrap();
@@ -175,13 +182,23 @@ fn read_reply(s: &mut TcpStream) -> Reply {
         .get("transfer-encoding")
         .is_some_and(|v| v.contains("chunked"))
     {
+        // A response the server aborts (an answer stopped part-way) ends without the last,
+        // empty chunk: it is then not complete.
+        complete = false;
         loop {
             let mut size = String::new();
-            r.read_line(&mut size).unwrap();
-            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            if r.read_line(&mut size).unwrap_or(0) == 0 {
+                break;
+            }
+            let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+                break;
+            };
             let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk).unwrap();
+            if r.read_exact(&mut chunk).is_err() {
+                break;
+            }
             if n == 0 {
+                complete = true;
                 break;
             }
             body.extend_from_slice(&chunk[..n]);
@@ -191,6 +208,7 @@ fn read_reply(s: &mut TcpStream) -> Reply {
         status,
         headers,
         body,
+        complete,
     }
 }
 
@@ -654,4 +672,85 @@ fn uploads_declare_snapshots_and_withdrawals_and_receipts_count_the_changes() {
         q.text(),
         "mode,rows_inserted,rows_updated,rows_removed\nupsert,3,0,0\nsnapshot,0,1,1\nwithdraw,0,0,1\n"
     );
+}
+
+#[test]
+fn hostile_uploads_and_sql_leave_the_server_serving() {
+    let env = Env::new();
+    let s = start(&env);
+    let a = token(&env, &s.cfg, "partner", Some("LT-NGO-01"));
+    let analyst = token(&env, &s.cfg, "analyst", None);
+    // A 2 KB sheet with cells at A1 and XFD1048576.
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "case_number").unwrap();
+    ws.write_string(1_048_575, 16_383, "x").unwrap();
+    let far = wb.save_to_buffer().unwrap();
+    let r = post(
+        &s,
+        "/api/v1/uploads?type=case&format=xlsx",
+        &a,
+        &[("Content-Type", "application/octet-stream")],
+        &far,
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["status"], "rejected");
+    assert!(
+        inbox_files(&env)
+            .iter()
+            .all(|p| p.extension().is_some_and(|x| x == "json")),
+        "the raw upload is gone"
+    );
+    assert_eq!(get(&s, "/healthz", "").status, 200);
+    // A limit reached before the answer starts: an error status naming it.
+    let r = sql(
+        &s,
+        &analyst,
+        "SELECT repeat('x', 2147483647)",
+        "application/json",
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("query.max_value_mib"), "{}", r.text());
+    assert_eq!(get(&s, "/healthz", "").status, 200);
+    // An answer larger than the first megabyte streams, in chunks, whole.
+    let r = sql(
+        &s,
+        &analyst,
+        "SELECT value FROM generate_series(1, 190000)",
+        "text/csv",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.headers.get("transfer-encoding").map(String::as_str),
+        Some("chunked")
+    );
+    assert!(r.complete);
+    let text = r.text();
+    assert_eq!(text.lines().count(), 190_001);
+    assert_eq!(text.lines().last(), Some("190000"));
+    // One that reaches the answer limit after it started streaming is cut off: the client
+    // never takes a short answer for a whole one.
+    let r = sql(
+        &s,
+        &analyst,
+        "SELECT value FROM generate_series(1, 300000000)",
+        "application/json",
+    );
+    assert_eq!(r.status, 200);
+    assert!(!r.complete, "the transfer must be incomplete");
+    assert!(!r.text().trim_end().ends_with(']'));
+    let log = std::fs::read_to_string(env.path("audit.log")).unwrap();
+    let last_sql: serde_json::Value = log
+        .lines()
+        .rev()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["event"] == "sql")
+        .unwrap();
+    assert_eq!(last_sql["status"], "limit", "{last_sql}");
+    assert_eq!(get(&s, "/healthz", "").status, 200);
+    let terms = vec!["1"; 8000].join("+");
+    let r = sql(&s, &analyst, &format!("SELECT {terms}"), "application/json");
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("query.max_sql_tokens"), "{}", r.text());
+    assert_eq!(get(&s, "/healthz", "").status, 200);
 }

@@ -1,0 +1,391 @@
+//! Nothing a partner or analyst sends can crash tip, exhaust its memory or lose a row silently.
+//! A hostile corpus (made at test time) goes through `tip load`; hostile SQL through `tip
+//! query`. Each is rejected whole or row-quarantined with a clear reason, the lake is unchanged
+//! on rejection, and the process's peak memory (from `wait4`) stays bounded.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::common::{Env, all_files, repo};
+
+/// A finished `tip` run: exit status, stderr, stdout and peak resident memory in MiB.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    peak_mib: u64,
+}
+
+/// Runs the tip binary and measures its peak memory with `wait4`.
+// The child is reaped by wait4 below (which also gives its peak memory), not by Child::wait.
+#[allow(clippy::zombie_processes)]
+fn run(env: &Env, config: Option<&Path>, args: &[&str]) -> Run {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tip"));
+    c.current_dir(repo()).env_remove("TIP_KEY");
+    if let Some(cfg) = config {
+        c.arg("--config").arg(cfg);
+    }
+    c.arg("--lake")
+        .arg(&env.lake)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("run tip");
+    let (mut out, mut err) = (String::new(), String::new());
+    use std::io::Read;
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut e = String::new();
+        se.read_to_string(&mut e).ok();
+        e
+    });
+    so.read_to_string(&mut out).ok();
+    err.push_str(&t.join().unwrap());
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child and writes into the rusage we own.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    Run {
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        stdout: out,
+        stderr: err,
+        peak_mib: usage.ru_maxrss as u64 / 1024,
+    }
+}
+
+fn load(env: &Env, format: &str, file: &Path) -> Run {
+    run(
+        env,
+        None,
+        &[
+            "load",
+            "--partner",
+            "LT-NGO-01",
+            "--type",
+            "case",
+            "--format",
+            format,
+            file.to_str().unwrap(),
+        ],
+    )
+}
+
+const HEADER: &str = "case_number,given_name,family_name,birth_date,registered_on,gender,status";
+
+fn row(i: usize) -> String {
+    format!("H{i},Ona,Petraitytė,2010-01-02,2025-03-03,female,presumed")
+}
+
+/// Writes an xlsx whose first sheet has the given cells (row, column, text) and nothing else.
+fn xlsx(path: &Path, cells: &[(u32, u16, &str)]) {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    for (r, c, t) in cells {
+        ws.write_string(*r, *c, *t).unwrap();
+    }
+    wb.save(path).unwrap();
+}
+
+/// An xlsx-shaped zip whose sheet decompresses to `mib` MiB of XML.
+fn zip_bomb(path: &Path, mib: usize) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    z.start_file("xl/worksheets/sheet1.xml", opts).unwrap();
+    let chunk = vec![b' '; 1024 * 1024];
+    for _ in 0..mib {
+        z.write_all(&chunk).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+struct Case {
+    name: &'static str,
+    format: &'static str,
+    file: PathBuf,
+    /// Rejected whole (true) or loaded with rows set aside (false).
+    rejected: bool,
+    /// What the message must say.
+    says: &'static str,
+}
+
+fn corpus(env: &Env) -> Vec<Case> {
+    let p = |n: &str| env.path(n);
+    let write = |n: &str, bytes: Vec<u8>| {
+        std::fs::write(p(n), bytes).unwrap();
+        p(n)
+    };
+    let rows: Vec<String> = (0..6).map(row).collect();
+    let mut unclosed = rows.clone();
+    unclosed[2] = "H2,\"Ona,Petraitytė,2010-01-02,2025-03-03,female,presumed".into();
+    let wide: Vec<String> = (0..10_000).map(|i| format!("c{i}")).collect();
+    xlsx(
+        &p("far.xlsx"),
+        &[(0, 0, "case_number"), (1_048_575, 16_383, "x")],
+    );
+    xlsx(
+        &p("tall.xlsx"),
+        &[(0, 0, "case_number"), (1_048_575, 51, "x")],
+    );
+    zip_bomb(&p("bomb.xlsx"), 300);
+    vec![
+        Case {
+            name: "a sheet with cells at A1 and XFD1048576",
+            format: "xlsx",
+            file: p("far.xlsx"),
+            rejected: true,
+            says: "missing required column",
+        },
+        Case {
+            name: "a sheet with cells at A1 and AZ1048576",
+            format: "xlsx",
+            file: p("tall.xlsx"),
+            rejected: true,
+            says: "missing required column",
+        },
+        Case {
+            name: "a zip bomb (300 MiB of sheet XML)",
+            format: "xlsx",
+            file: p("bomb.xlsx"),
+            rejected: true,
+            says: "decompresses to more than",
+        },
+        Case {
+            name: "an unclosed quote",
+            format: "csv",
+            file: write(
+                "unclosed.csv",
+                format!("{HEADER}\n{}\n", unclosed.join("\n")).into_bytes(),
+            ),
+            rejected: true,
+            says: "line 4: a quoted value runs over several lines",
+        },
+        Case {
+            name: "two registered_on columns",
+            format: "csv",
+            file: write(
+                "dup.csv",
+                format!("{HEADER},registered_on\n{},2025-04-04\n", row(1)).into_bytes(),
+            ),
+            rejected: true,
+            says: "the same name",
+        },
+        Case {
+            name: "NUL bytes",
+            format: "csv",
+            file: write("nul.csv", format!("{HEADER}\n{}\0\n", row(1)).into_bytes()),
+            rejected: true,
+            says: "NUL bytes",
+        },
+        Case {
+            name: "UTF-16",
+            format: "csv",
+            file: write(
+                "utf16.csv",
+                [0xFF, 0xFE]
+                    .into_iter()
+                    .chain(HEADER.encode_utf16().flat_map(|u| u.to_le_bytes()))
+                    .collect(),
+            ),
+            rejected: true,
+            says: "UTF-16",
+        },
+        Case {
+            name: "a 1 MB field",
+            format: "csv",
+            file: write(
+                "field.csv",
+                format!(
+                    "{HEADER}\n{}\nH9,{},X,2010-01-02,2025-03-03,female,presumed\n",
+                    row(1),
+                    "y".repeat(1 << 20)
+                )
+                .into_bytes(),
+            ),
+            rejected: false,
+            says: "value_too_long",
+        },
+        Case {
+            name: "10 000 columns",
+            format: "csv",
+            file: write(
+                "wide.csv",
+                format!("{}\n{}\n", wide.join(","), wide.join(",")).into_bytes(),
+            ),
+            rejected: true,
+            says: "more than 4096",
+        },
+        Case {
+            name: "a 50 MB line",
+            format: "csv",
+            file: write(
+                "line.csv",
+                format!("{HEADER}\n{}\n", "z".repeat(50 << 20)).into_bytes(),
+            ),
+            rejected: true,
+            says: "longer than 4 MiB",
+        },
+        Case {
+            name: "deep JSON",
+            format: "json",
+            file: write(
+                "deep.json",
+                format!("[{}{}]", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+            ),
+            rejected: true,
+            says: "not a valid JSON file",
+        },
+        Case {
+            name: "a date that does not exist",
+            format: "csv",
+            file: write(
+                "time.csv",
+                format!(
+                    "{HEADER}\n{}\nH9,Ona,X,2010-01-02,2024-02-29T25:00:00,female,presumed\n",
+                    row(1)
+                )
+                .into_bytes(),
+            ),
+            rejected: false,
+            says: "invalid_date",
+        },
+    ]
+}
+
+#[test]
+fn a_hostile_corpus_is_refused_or_set_aside_and_memory_stays_bounded() {
+    let env = Env::new();
+    let first = load(&env, "csv", &{
+        let f = env.path("good.csv");
+        std::fs::write(&f, format!("{HEADER}\n{}\n", row(100))).unwrap();
+        f
+    });
+    assert!(first.ok, "{}", first.stderr);
+    for case in corpus(&env) {
+        let before = all_files(&env.lake);
+        let r = load(&env, case.format, &case.file);
+        let text = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            !text.contains("panicked") && !text.contains("overflow"),
+            "{}: {text}",
+            case.name
+        );
+        assert!(
+            text.contains(case.says),
+            "{}: expected {:?} in {text}",
+            case.name,
+            case.says
+        );
+        assert!(r.peak_mib < 700, "{}: peak {} MiB", case.name, r.peak_mib);
+        if case.rejected {
+            assert!(!r.ok, "{} must be rejected", case.name);
+            assert_eq!(
+                all_files(&env.lake),
+                before,
+                "{}: the lake changed",
+                case.name
+            );
+        } else {
+            assert!(r.ok, "{}: {text}", case.name);
+            assert!(
+                text.contains("2 rows read, 1 accepted, 1 quarantined"),
+                "{}: {text}",
+                case.name
+            );
+        }
+        eprintln!("hostile: {} -> peak {} MiB", case.name, r.peak_mib);
+    }
+}
+
+#[test]
+fn hostile_sql_stops_at_a_named_limit() {
+    let env = Env::new();
+    let text = std::fs::read_to_string(repo().join("pipelines/tip.toml"))
+        .unwrap()
+        .replace("memory_limit_mib = 2048", "memory_limit_mib = 512")
+        .replace("timeout_seconds = 60", "timeout_seconds = 20");
+    let cfg = env.path("tip.toml");
+    std::fs::write(&cfg, text).unwrap();
+    assert!(run(&env, Some(&cfg), &["ingest", "--pipeline", "lt-ngo"]).ok);
+    let terms = vec!["1"; 8000].join("+");
+    let ors = (0..10_000)
+        .map(|i| format!("age = {i}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let list = (0..30_000)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let cases: Vec<(String, &str)> = vec![
+        (format!("SELECT {terms}"), "query.max_sql_tokens"),
+        (
+            format!("SELECT count(*) FROM cases WHERE {ors}"),
+            "query.max_sql_tokens",
+        ),
+        (
+            format!("SELECT count(*) FROM cases WHERE age IN ({list})"),
+            "query.max_sql_tokens",
+        ),
+        (
+            format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200)),
+            "query.max_sql_depth",
+        ),
+        (
+            "SELECT value FROM generate_series(1, 300000000)".into(),
+            "query.max_result_rows",
+        ),
+        (
+            "SELECT repeat('x', 2147483647)".into(),
+            "query.max_value_mib",
+        ),
+        (
+            "SELECT lpad('x', 2147483647, 'y')".into(),
+            "query.max_value_mib",
+        ),
+        (
+            "SELECT cardinality(range(1, 500000000))".into(),
+            "query.max_value_mib",
+        ),
+        (
+            "SELECT unnest(range(1, 300000000))".into(),
+            "query.max_value_mib",
+        ),
+    ];
+    let file = env.path("hostile.sql");
+    for (sql, limit) in &cases {
+        // Statements longer than an argument may be are read from a file, as an analyst would.
+        std::fs::write(&file, sql).unwrap();
+        let r = run(
+            &env,
+            Some(&cfg),
+            &["query", "--format", "csv", "-f", file.to_str().unwrap()],
+        );
+        assert!(!r.ok, "{}: must stop", &sql[..sql.len().min(60)]);
+        assert!(
+            r.stderr.contains(limit),
+            "{}: {}",
+            &sql[..sql.len().min(60)],
+            r.stderr
+        );
+        assert!(
+            r.peak_mib < 1500,
+            "{}: peak {} MiB",
+            &sql[..sql.len().min(60)],
+            r.peak_mib
+        );
+    }
+    // Just under the limits, a long statement still runs (on a worker's large stack).
+    let terms = vec!["1"; 4000].join("+");
+    let r = run(
+        &env,
+        Some(&cfg),
+        &["query", "--format", "csv", &format!("SELECT {terms} AS n")],
+    );
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(r.stdout, "n\n4000\n");
+}
