@@ -389,3 +389,74 @@ fn hostile_sql_stops_at_a_named_limit() {
     assert!(r.ok, "{}", r.stderr);
     assert_eq!(r.stdout, "n\n4000\n");
 }
+
+/// The server's peak resident memory so far (VmHWM), in MiB.
+fn server_peak_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+#[test]
+fn the_hostile_corpus_through_the_upload_api_leaves_the_server_serving() {
+    use crate::serve::{get, inbox_files, post, start_with, token};
+    let env = Env::new();
+    // The configured limits (100 MiB uploads), so every file of the corpus reaches the readers.
+    let s = start_with(&env, false);
+    let partner = token(&env, &s.cfg, "partner", Some("LT-NGO-01"));
+    for case in corpus(&env) {
+        let before = all_files(&env.lake);
+        let body = std::fs::read(&case.file).unwrap();
+        let r = post(
+            &s,
+            &format!(
+                "/api/v1/uploads?type=case&format={}&filename=hostile",
+                case.format
+            ),
+            &partner,
+            &[("Content-Type", "application/octet-stream")],
+            &body,
+        );
+        let text = r.text();
+        if case.rejected {
+            assert_eq!(r.status, 422, "{}: {text}", case.name);
+            assert_eq!(r.json()["status"], "rejected", "{}: {text}", case.name);
+            assert!(
+                text.contains(case.says),
+                "{}: expected {:?} in {text}",
+                case.name,
+                case.says
+            );
+            assert_eq!(
+                all_files(&env.lake),
+                before,
+                "{}: the lake changed",
+                case.name
+            );
+        } else {
+            assert_eq!(r.status, 201, "{}: {text}", case.name);
+            assert_eq!(r.json()["rows_quarantined"], 1, "{}: {text}", case.name);
+            assert!(text.contains(case.says), "{}: {text}", case.name);
+        }
+        assert!(
+            inbox_files(&env)
+                .iter()
+                .all(|f| f.extension().is_some_and(|e| e == "json")),
+            "{}: a raw upload stayed in the inbox",
+            case.name
+        );
+        assert_eq!(
+            get(&s, "/healthz", "").status,
+            200,
+            "{}: server down",
+            case.name
+        );
+        let peak = server_peak_mib(s.child.id());
+        eprintln!("hostile upload: {} -> server peak {peak} MiB", case.name);
+        assert!(peak < 1024, "{}: server peak {peak} MiB", case.name);
+    }
+}

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use crate::common::{Env, all_files, repo, stderr};
 
-struct Server {
-    child: Child,
+pub(crate) struct Server {
+    pub(crate) child: Child,
     addr: String,
-    cfg: PathBuf,
+    pub(crate) cfg: PathBuf,
 }
 
 impl Drop for Server {
@@ -24,7 +24,9 @@ impl Drop for Server {
     }
 }
 
-fn config(env: &Env) -> PathBuf {
+/// The server's configuration: the test's own token file, inbox and audit log, and (`small`)
+/// upload limits of 1 MiB / 2 MiB decompressed and answers of at most 200 000 rows.
+fn config(env: &Env, small: bool) -> PathBuf {
     let mut text = std::fs::read_to_string(repo().join("pipelines/tip.toml")).unwrap();
     for (from, to) in [
         (
@@ -39,16 +41,26 @@ fn config(env: &Env) -> PathBuf {
             "log = \".tip/audit.log\"",
             format!("log = {:?}", env.path("audit.log")),
         ),
-        ("max_upload_mib = 100", "max_upload_mib = 1".to_string()),
-        (
-            "max_result_rows = 5000000",
-            "max_result_rows = 200000".to_string(),
-        ),
-        (
-            "max_decompressed_mib = 1024",
-            "max_decompressed_mib = 2".to_string(),
-        ),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        small
+            .then(|| {
+                [
+                    ("max_upload_mib = 100", "max_upload_mib = 1".to_string()),
+                    (
+                        "max_result_rows = 5000000",
+                        "max_result_rows = 200000".to_string(),
+                    ),
+                    (
+                        "max_decompressed_mib = 1024",
+                        "max_decompressed_mib = 2".to_string(),
+                    ),
+                ]
+            })
+            .into_iter()
+            .flatten(),
+    ) {
         assert!(text.contains(from), "{from}");
         text = text.replace(from, &to);
     }
@@ -58,7 +70,11 @@ fn config(env: &Env) -> PathBuf {
 }
 
 fn start(env: &Env) -> Server {
-    let cfg = config(env);
+    start_with(env, true)
+}
+
+pub(crate) fn start_with(env: &Env, small: bool) -> Server {
+    let cfg = config(env, small);
     let mut child = Command::new(env!("CARGO_BIN_EXE_tip"))
         .current_dir(repo())
         .env_remove("TIP_KEY")
@@ -91,7 +107,7 @@ fn start(env: &Env) -> Server {
     Server { child, addr, cfg }
 }
 
-fn token(env: &Env, cfg: &Path, role: &str, org: Option<&str>) -> String {
+pub(crate) fn token(env: &Env, cfg: &Path, role: &str, org: Option<&str>) -> String {
     let mut args = vec![
         "--config",
         cfg.to_str().unwrap(),
@@ -110,8 +126,8 @@ fn token(env: &Env, cfg: &Path, role: &str, org: Option<&str>) -> String {
     out.trim().to_string()
 }
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: HashMap<String, String>,
     body: Vec<u8>,
     /// False when the server cut a streamed answer off.
@@ -119,10 +135,10 @@ struct Reply {
 }
 
 impl Reply {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).to_string()
     }
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
     }
 }
@@ -216,7 +232,7 @@ fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 
-fn get(s: &Server, path: &str, token: &str) -> Reply {
+pub(crate) fn get(s: &Server, path: &str, token: &str) -> Reply {
     http(
         &s.addr,
         "GET",
@@ -228,7 +244,13 @@ fn get(s: &Server, path: &str, token: &str) -> Reply {
 }
 
 /// POSTs `body` with the token and `headers`.
-fn post(s: &Server, path: &str, token: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+pub(crate) fn post(
+    s: &Server,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let auth = bearer(token);
     let mut all = vec![("Authorization", auth.as_str())];
     all.extend_from_slice(headers);
@@ -256,7 +278,7 @@ fn ledger_rows(s: &Server, analyst: &str) -> u64 {
     r.json()[0]["n"].as_u64().unwrap()
 }
 
-fn sql(s: &Server, t: &str, q: &str, accept: &str) -> Reply {
+pub(crate) fn sql(s: &Server, t: &str, q: &str, accept: &str) -> Reply {
     let body = serde_json::to_vec(&serde_json::json!({ "sql": q })).unwrap();
     http(
         &s.addr,
@@ -272,7 +294,7 @@ fn sql(s: &Server, t: &str, q: &str, accept: &str) -> Reply {
     )
 }
 
-fn inbox_files(env: &Env) -> Vec<PathBuf> {
+pub(crate) fn inbox_files(env: &Env) -> Vec<PathBuf> {
     let d = env.path("uploads");
     if d.exists() {
         all_files(&d)
