@@ -114,19 +114,17 @@ pub fn date(raw: &str, formats: &[String]) -> Result<NaiveDate, DateProblem> {
     let mut found: Option<NaiveDate> = None;
     let mut impossible = false;
     let iso = "%Y-%m-%d".to_string();
-    let iso_part = if s.len() > 10 && s.is_char_boundary(10) && matches!(&s[10..11], "T" | " ") {
-        // A date with a time: the time must be a real one too (2024-02-29T25:00:00 is not).
-        if !valid_time(&s[11..]) {
-            return Err(DateProblem::Invalid);
-        }
-        &s[..10]
-    } else {
-        s
+    // ISO 8601 with a time: the time must be a real one too (2024-02-29T25:00:00 is not a
+    // date tip takes); the partner's own formats still get the whole text.
+    let iso_part = match s.as_bytes().get(10) {
+        Some(b'T' | b' ') if valid_time(&s[11..]) => Some(&s[..10]),
+        Some(b'T' | b' ') => None,
+        _ => Some(s),
     };
     for (f, text) in formats
         .iter()
         .map(|f| (f, s))
-        .chain(std::iter::once((&iso, iso_part)))
+        .chain(iso_part.map(|p| (&iso, p)))
     {
         match NaiveDate::parse_from_str(text, f) {
             Ok(d) => match found {
@@ -148,8 +146,6 @@ pub fn date(raw: &str, formats: &[String]) -> Result<NaiveDate, DateProblem> {
     }
 }
 
-/// True when `s` has digits where the format has numeric fields and the same separators,
-/// so a parse failure means the calendar date does not exist rather than a wrong shape.
 /// `HH:MM`, `HH:MM:SS` or `HH:MM:SS.fff`, then nothing, `Z` or an offset `±HH:MM`.
 fn valid_time(t: &str) -> bool {
     let (clock, zone) = match t.find(['Z', 'z', '+', '-']) {
@@ -165,6 +161,8 @@ fn valid_time(t: &str) -> bool {
     zone_ok && clock_ok
 }
 
+/// True when `s` has digits where the format has numeric fields and the same separators,
+/// so a parse failure means the calendar date does not exist rather than a wrong shape.
 fn shape_matches(s: &str, format: &str) -> bool {
     let seps = |x: &str| -> String {
         x.chars()
@@ -374,6 +372,9 @@ mod tests {
         );
         assert_eq!(date("2024-02-29T12:61", &none), Err(DateProblem::Invalid));
         assert_eq!(date("2024-02-29Tnoon", &none), Err(DateProblem::Invalid));
+        // Not a date, but never a panic on a character that is not one byte.
+        assert!(date("2024-02-29é12", &none).is_err());
+        assert!(date("2024-02-2éT12:00", &none).is_err());
     }
 
     #[test]

@@ -126,6 +126,8 @@ struct Rows<'a> {
     bad: Option<(usize, Reason)>,
     buf: RowBuffer,
     any: bool,
+    /// The last row a cell came from.
+    last: Option<u32>,
 }
 
 impl<'a> Rows<'a> {
@@ -146,11 +148,24 @@ impl<'a> Rows<'a> {
             bad: None,
             buf: RowBuffer::new(&spec.wanted, spec.batch_rows),
             any: false,
+            last: None,
         }
     }
 
     fn cell(&mut self, r: u32, c: u32, d: Data, sink: &mut Sink<'_>) -> Result<(), SourceError> {
         self.any = true;
+        // Rows come in order in every workbook a spreadsheet program writes; a row that comes
+        // back would be counted twice.
+        if self.last.is_some_and(|last| r < last) {
+            return Err(SourceError::Structure {
+                file: self.file.into(),
+                detail: format!(
+                    "row {} comes after a later row: the sheet's rows are out of order",
+                    r + 1
+                ),
+            });
+        }
+        self.last = Some(r);
         if r == self.header_row {
             if c as usize >= MAX_COLUMNS {
                 return Err(SourceError::Structure {
