@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::array::Array;
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::execution::FunctionRegistry;
@@ -72,31 +72,44 @@ fn int_at(args: &[ColumnarValue], i: usize, r: usize) -> Option<i64> {
     }
 }
 
-/// The byte length of text argument `i` at row `r`.
-fn len_at(args: &[ColumnarValue], i: usize, r: usize) -> usize {
-    let text = |a: &ArrayRef| {
-        datafusion::arrow::compute::cast(a, &DataType::Utf8)
-            .ok()
-            .and_then(|c| {
-                c.as_any()
-                    .downcast_ref::<datafusion::arrow::array::StringArray>()
-                    .filter(|s| s.is_valid(r.min(s.len().saturating_sub(1))))
-                    .map(|s| s.value(r.min(s.len().saturating_sub(1))).len())
-            })
+/// The byte length of text argument `i` at each row (one entry for a scalar), computed once
+/// per call: a cast per row would make the check quadratic in the batch.
+fn text_lengths(args: &[ColumnarValue], i: usize) -> Vec<usize> {
+    let array = match args.get(i) {
+        Some(ColumnarValue::Scalar(s)) => s.to_array().ok(),
+        Some(ColumnarValue::Array(a)) => Some(a.clone()),
+        None => None,
     };
-    match args.get(i) {
-        Some(ColumnarValue::Scalar(s)) => s.to_array().ok().and_then(|a| text(&a)).unwrap_or(0),
-        Some(ColumnarValue::Array(a)) => text(a).unwrap_or(0),
-        None => 0,
-    }
+    let Some(text) = array.and_then(|a| datafusion::arrow::compute::cast(&a, &DataType::Utf8).ok())
+    else {
+        return Vec::new();
+    };
+    let Some(text) = text
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::StringArray>()
+    else {
+        return Vec::new();
+    };
+    (0..text.len())
+        .map(|r| {
+            if text.is_valid(r) {
+                text.value(r).len()
+            } else {
+                0
+            }
+        })
+        .collect()
 }
 
 impl Bounded {
-    /// The bytes row `r` would make.
-    fn size(&self, args: &[ColumnarValue], r: usize) -> u128 {
+    /// The bytes row `r` would make (`lens`: the text argument's lengths, for `repeat`).
+    fn size(&self, args: &[ColumnarValue], lens: &[usize], r: usize) -> u128 {
         let n = |i| int_at(args, i, r).unwrap_or(0).max(0) as u128;
         match self.growth {
-            Growth::Repeat => n(1) * len_at(args, 0, r) as u128,
+            Growth::Repeat => {
+                let len = lens.get(r).or(lens.first()).copied().unwrap_or(0);
+                n(1) * len as u128
+            }
             Growth::Pad => n(1) * 4,
             Growth::ArrayRepeat => n(1) * 8,
             Growth::Series => {
@@ -116,9 +129,13 @@ impl Bounded {
             .iter()
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let rows = if scalars { 1 } else { args.number_rows };
+        let lens = match self.growth {
+            Growth::Repeat => text_lengths(&args.args, 0),
+            _ => Vec::new(),
+        };
         let mut total: u128 = 0;
         for r in 0..rows {
-            let size = self.size(&args.args, r);
+            let size = self.size(&args.args, &lens, r);
             total += size;
             if size > self.max_bytes as u128 || total > 4 * self.max_bytes as u128 {
                 return Err(DataFusionError::Execution(format!(

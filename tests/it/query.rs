@@ -35,6 +35,18 @@ async fn queries_over_their_limits_fail_cleanly_and_the_session_goes_on() {
     }
     let b = s.run("SELECT count(*) FROM range(1000)").await.unwrap();
     assert_eq!(b[0].num_rows(), 1);
+    // A bounded function over a column: checked row by row, answered in full.
+    let b = s
+        .run("SELECT sum(length(repeat(CAST(value AS VARCHAR), 2))) AS n FROM range(100000)")
+        .await
+        .unwrap();
+    let n = b[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n, 2 * (10 + 90 * 2 + 900 * 3 + 9000 * 4 + 90000 * 5));
 }
 
 #[test]
