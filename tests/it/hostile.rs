@@ -460,3 +460,62 @@ fn the_hostile_corpus_through_the_upload_api_leaves_the_server_serving() {
         assert!(peak < 1024, "{}: server peak {peak} MiB", case.name);
     }
 }
+
+#[test]
+fn a_drop_folder_gives_only_its_own_regular_files() {
+    let env = Env::new();
+    let samples: Vec<PathBuf> = {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("sample-data/lt-ngo"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(samples.len() >= 2, "two sample files to work with");
+    // The partner's folder: one real file, and a symbolic link to a file outside it.
+    let drop = env.path("drop");
+    let outside = env.path("outside");
+    std::fs::create_dir_all(&drop).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let name = |p: &Path| p.file_name().unwrap().to_owned();
+    std::fs::copy(&samples[0], drop.join(name(&samples[0]))).unwrap();
+    std::fs::copy(&samples[1], outside.join(name(&samples[1]))).unwrap();
+    std::os::unix::fs::symlink(
+        outside.join(name(&samples[1])),
+        drop.join(name(&samples[1])),
+    )
+    .unwrap();
+    let partners = env.path("partners");
+    std::fs::create_dir_all(&partners).unwrap();
+    let pipeline = std::fs::read_to_string(repo().join("pipelines/partners/lt-ngo.toml"))
+        .unwrap()
+        .replace(
+            "path = \"sample-data/lt-ngo\"",
+            &format!("path = {:?}", drop),
+        );
+    std::fs::write(partners.join("lt-ngo.toml"), pipeline).unwrap();
+    let config = std::fs::read_to_string(repo().join("pipelines/tip.toml"))
+        .unwrap()
+        .replace(
+            "partners = \"pipelines/partners\"",
+            &format!("partners = {:?}", partners),
+        );
+    let cfg = env.path("tip.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let r = run(&env, Some(&cfg), &["ingest", "--pipeline", "lt-ngo"]);
+    assert!(r.ok, "{}", r.stderr);
+    let q = run(
+        &env,
+        Some(&cfg),
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM submissions",
+        ],
+    );
+    assert!(q.ok, "{}", q.stderr);
+    assert_eq!(q.stdout, "n\n1\n", "only the regular file is a submission");
+}
