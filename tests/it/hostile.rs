@@ -308,7 +308,7 @@ fn hostile_sql_stops_at_a_named_limit() {
     let text = std::fs::read_to_string(repo().join("pipelines/tip.toml"))
         .unwrap()
         .replace("memory_limit_mib = 2048", "memory_limit_mib = 512")
-        .replace("timeout_seconds = 60", "timeout_seconds = 20");
+        .replace("timeout_seconds = 60", "timeout_seconds = 120");
     let cfg = env.path("tip.toml");
     std::fs::write(&cfg, text).unwrap();
     assert!(run(&env, Some(&cfg), &["ingest", "--pipeline", "lt-ngo"]).ok);
