@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::Array;
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -60,27 +60,38 @@ pub(super) fn install(ctx: &SessionContext, max_bytes: usize) {
     }
 }
 
-/// Argument `i` at row `r` as an integer (None when null or not an integer).
-fn int_at(args: &[ColumnarValue], i: usize, r: usize) -> Option<i64> {
-    let v = match args.get(i)? {
-        ColumnarValue::Scalar(s) => s.clone(),
-        ColumnarValue::Array(a) => ScalarValue::try_from_array(a, r).ok()?,
-    };
-    match v.cast_to(&DataType::Int64).ok()? {
-        ScalarValue::Int64(x) => x,
-        _ => None,
+/// Argument `i` as an array (a scalar as one row).
+fn as_array(args: &[ColumnarValue], i: usize) -> Option<ArrayRef> {
+    match args.get(i)? {
+        ColumnarValue::Scalar(s) => s.to_array().ok(),
+        ColumnarValue::Array(a) => Some(a.clone()),
     }
+}
+
+/// Integer argument `i` at each row (one entry for a scalar; None when null or not an
+/// integer), cast once per call.
+fn ints(args: &[ColumnarValue], i: usize) -> Vec<Option<i64>> {
+    let Some(a) =
+        as_array(args, i).and_then(|a| datafusion::arrow::compute::cast(&a, &DataType::Int64).ok())
+    else {
+        return Vec::new();
+    };
+    let Some(a) = a.as_any().downcast_ref::<Int64Array>() else {
+        return Vec::new();
+    };
+    a.iter().collect()
+}
+
+/// Entry `r` of a per-row vector, or its only entry (a scalar).
+fn at<T: Copy>(v: &[T], r: usize) -> Option<T> {
+    v.get(r).or(v.first()).copied()
 }
 
 /// The byte length of text argument `i` at each row (one entry for a scalar), computed once
 /// per call: a cast per row would make the check quadratic in the batch.
 fn text_lengths(args: &[ColumnarValue], i: usize) -> Vec<usize> {
-    let array = match args.get(i) {
-        Some(ColumnarValue::Scalar(s)) => s.to_array().ok(),
-        Some(ColumnarValue::Array(a)) => Some(a.clone()),
-        None => None,
-    };
-    let Some(text) = array.and_then(|a| datafusion::arrow::compute::cast(&a, &DataType::Utf8).ok())
+    let Some(text) =
+        as_array(args, i).and_then(|a| datafusion::arrow::compute::cast(&a, &DataType::Utf8).ok())
     else {
         return Vec::new();
     };
@@ -101,24 +112,25 @@ fn text_lengths(args: &[ColumnarValue], i: usize) -> Vec<usize> {
         .collect()
 }
 
+/// A call's arguments as the size check needs them: text lengths and integers per row.
+struct Sizes {
+    lens: Vec<usize>,
+    ints: [Vec<Option<i64>>; 3],
+}
+
 impl Bounded {
-    /// The bytes row `r` would make (`lens`: the text argument's lengths, for `repeat`).
-    fn size(&self, args: &[ColumnarValue], lens: &[usize], r: usize) -> u128 {
-        let n = |i| int_at(args, i, r).unwrap_or(0).max(0) as u128;
+    /// The bytes row `r` would make, from the arguments taken apart once per call.
+    fn size(&self, a: &Sizes, r: usize) -> u128 {
+        let int = |i: usize, default: i64| at(&a.ints[i], r).flatten().unwrap_or(default);
+        let n = int(1, 0).max(0) as u128;
         match self.growth {
-            Growth::Repeat => {
-                let len = lens.get(r).or(lens.first()).copied().unwrap_or(0);
-                n(1) * len as u128
-            }
-            Growth::Pad => n(1) * 4,
-            Growth::ArrayRepeat => n(1) * 8,
+            Growth::Repeat => n * at(&a.lens, r).unwrap_or(0) as u128,
+            Growth::Pad => n * 4,
+            Growth::ArrayRepeat => n * 8,
             Growth::Series => {
-                let (a, b) = (
-                    int_at(args, 0, r).unwrap_or(0),
-                    int_at(args, 1, r).unwrap_or(0),
-                );
-                let step = int_at(args, 2, r).unwrap_or(1).unsigned_abs().max(1) as u128;
-                ((b as i128 - a as i128).unsigned_abs() / step + 1) * 8
+                let (from, to) = (int(0, 0), int(1, 0));
+                let step = int(2, 1).unsigned_abs().max(1) as u128;
+                ((to as i128 - from as i128).unsigned_abs() / step + 1) * 8
             }
         }
     }
@@ -129,13 +141,20 @@ impl Bounded {
             .iter()
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let rows = if scalars { 1 } else { args.number_rows };
-        let lens = match self.growth {
-            Growth::Repeat => text_lengths(&args.args, 0),
-            _ => Vec::new(),
+        let sizes = Sizes {
+            lens: match self.growth {
+                Growth::Repeat => text_lengths(&args.args, 0),
+                _ => Vec::new(),
+            },
+            ints: [0, 1, 2].map(|i| match (self.growth, i) {
+                // repeat, lpad, rpad, array_repeat: the first argument is not a count.
+                (Growth::Series, _) | (_, 1) => ints(&args.args, i),
+                _ => Vec::new(),
+            }),
         };
         let mut total: u128 = 0;
         for r in 0..rows {
-            let size = self.size(&args.args, &lens, r);
+            let size = self.size(&sizes, r);
             total += size;
             if size > self.max_bytes as u128 || total > 4 * self.max_bytes as u128 {
                 return Err(DataFusionError::Execution(format!(
