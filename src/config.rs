@@ -55,10 +55,20 @@ pub struct LakeConfig {
     /// maintain` purges the files and log entries only older versions use.
     #[serde(default = "default_history_days")]
     pub history_days: u32,
+    /// Every this many commits to a table, the writer that made the last one compacts the
+    /// table's small files (0: only `tip maintain` does). Each submission adds small files to
+    /// every partition it touches; without compaction, every check and query opens more of them
+    /// as the lake grows.
+    #[serde(default = "default_compact_every")]
+    pub compact_every: u32,
 }
 
 fn default_history_days() -> u32 {
     400
+}
+
+fn default_compact_every() -> u32 {
+    50
 }
 
 /// `tip maintain`: upkeep of the lake, and retention of records.
@@ -161,8 +171,11 @@ pub struct ServeConfig {
     pub max_decompressed_mib: u64,
     /// Time one request may take, in seconds.
     pub request_timeout_seconds: u64,
-    /// Uploads ingested at the same time; more wait their turn.
+    /// Uploads ingested at the same time; more wait their turn. Each takes about one core.
     pub max_concurrent_ingestions: usize,
+    /// Analyst queries answered at the same time; more wait their turn. Each may use up to
+    /// `query.memory_limit_mib`, so this times that bounds the memory queries take.
+    pub max_concurrent_queries: usize,
     /// Hours a page sign-in lasts.
     pub session_hours: u64,
     /// Take partner uploads: the server then loads the pseudonymisation key. Set to false on
@@ -180,6 +193,7 @@ impl Default for ServeConfig {
             max_decompressed_mib: 1024,
             request_timeout_seconds: 300,
             max_concurrent_ingestions: 2,
+            max_concurrent_queries: 4,
             session_hours: 8,
             uploads: true,
         }

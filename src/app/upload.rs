@@ -162,6 +162,8 @@ pub fn sanitise_name(name: &str) -> String {
 pub struct Uploads {
     ingestion: Ingestion,
     ingestions: Semaphore,
+    /// The permits of `ingestions`: a compaction takes them all.
+    slots: u32,
     inbox: PathBuf,
     max_upload: u64,
     max_decompressed: u64,
@@ -171,9 +173,11 @@ impl App {
     /// The receiving desk of a server that holds the key.
     pub fn uploads(&self, ingestion: Ingestion) -> Uploads {
         let s = &self.config.serve;
+        let slots = s.max_concurrent_ingestions.clamp(1, 1024);
         Uploads {
             ingestion,
-            ingestions: Semaphore::new(s.max_concurrent_ingestions.max(1)),
+            ingestions: Semaphore::new(slots),
+            slots: slots as u32,
             inbox: self.path(&s.inbox),
             max_upload: s.max_upload_mib.saturating_mul(1024 * 1024),
             max_decompressed: s.max_decompressed_mib.saturating_mul(1024 * 1024),
@@ -280,12 +284,32 @@ impl Uploads {
         drop(permit);
         let _ = std::fs::remove_file(&stored);
         let report = result.map_err(|m| Refusal::new(RefusalKind::Unprocessable, m))?;
+        self.compact_due(&report).await;
         let receipt = receipt(upload_id, req, bytes, sha, &report, &stored);
         let path = dir.join(format!("{}.json", receipt.upload_id));
         if let Ok(b) = serde_json::to_vec_pretty(&receipt) {
             let _ = std::fs::write(&path, b);
         }
         Ok(receipt)
+    }
+
+    /// Compacts the tables this upload's commits made due, alone: it waits until no other
+    /// upload is ingesting, and none starts until it is done, so no upload's commit can lose to
+    /// it. A failure loses nothing (the small files stay until the next compaction).
+    async fn compact_due(&self, report: &FileReport) {
+        let ing = &self.ingestion.ingestor;
+        let due = ing.compaction_due(report);
+        if due.is_empty() {
+            return;
+        }
+        let Ok(_all) = self.ingestions.acquire_many(self.slots).await else {
+            return;
+        };
+        for (table, r) in ing.compact(&due).await {
+            if let Err(e) = r {
+                eprintln!("tip serve: compaction of {table} failed ({e}); nothing is lost");
+            }
+        }
     }
 
     /// Writes the body (decompressed when gzip) to `stored`; returns the bytes received.

@@ -46,7 +46,7 @@ pub async fn run(cli: &Cli, req: &Request<'_>, files: &[PathBuf]) -> anyhow::Res
             channel: Channel::Load,
             mode: mode.clone(),
         };
-        let report = ing.ingest_file(&sub, path).await?;
+        let report = ing.ingest_file_and_compact(&sub, path).await?;
         app.record_file(&report, partner, Channel::Load, Actor::Cli);
         rejected |= matches!(report.status, FileStatus::Rejected(_));
         print_file(&report);

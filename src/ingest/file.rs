@@ -19,7 +19,7 @@ use super::{FileReport, FileStatus, IngestError, Ingestor, Mode, Submission, sha
 use crate::lake::system::{QuarantineRow, SubmissionRow};
 use crate::lake::{self, system};
 use crate::pseudonym::Provenance;
-use crate::source::{RowIssue, SourceError};
+use crate::source::SourceError;
 
 /// The commit metadata key that carries a submission's ledger row.
 pub const LEDGER_METADATA: &str = "tip.ledger";
@@ -86,9 +86,9 @@ pub(super) async fn ingest(
         job,
         now: Utc::now(),
     };
-    commit.quarantine(&report.issues).await?;
+    commit.quarantine(&mut report).await?;
     commit.data(&one, &mut report).await?;
-    commit.ledger(&report).await?;
+    commit.ledger(&mut report).await?;
     Ok(report)
 }
 
@@ -142,22 +142,19 @@ impl Commit<'_> {
     async fn data(&self, one: &PassOne, report: &mut FileReport) -> Result<(), IngestError> {
         let record = &self.job.record;
         let country = &self.job.prov.reporting_country;
-        let existing = self
-            .ing
-            .lake
-            .partner_keys(&record.table, self.sub.partner, country)
-            .await?;
-        count_changes(&self.sub.mode, &one.keys, &existing, report);
-        let changes = report.rows_inserted + report.rows_updated + report.rows_removed;
-        if one.keys.is_empty() && changes == 0 {
-            return Ok(());
-        }
         let scope = lake::Scope {
             partner: self.sub.partner,
             country,
             keys: &one.keys,
             snapshot: self.sub.mode.period().map(|p| p.bounds()),
         };
+        // The rows the commit will replace or remove: only those are read.
+        let existing = self.ing.lake.scope_keys(&record.table, &scope).await?;
+        count_changes(&self.sub.mode, &one.keys, &existing, report);
+        let changes = report.rows_inserted + report.rows_updated + report.rows_removed;
+        if one.keys.is_empty() && changes == 0 {
+            return Ok(());
+        }
         let metadata = self.metadata(&self.ledger_row(report, "{}".into()))?;
         let version = match self.sub.mode {
             Mode::Withdraw => {
@@ -169,6 +166,7 @@ impl Commit<'_> {
             _ => self.write(one, &scope, metadata).await?,
         };
         report.table_version = Some(version);
+        report.commits.push((record.table.clone(), version));
         Ok(())
     }
 
@@ -199,7 +197,8 @@ impl Commit<'_> {
         Ok(res?)
     }
 
-    async fn quarantine(&self, issues: &[RowIssue]) -> Result<(), IngestError> {
+    async fn quarantine(&self, report: &mut FileReport) -> Result<(), IngestError> {
+        let issues = &report.issues;
         if issues.is_empty() {
             return Ok(());
         }
@@ -216,7 +215,10 @@ impl Commit<'_> {
                 ingested_at: self.now,
             })
             .collect();
-        self.ing.lake.record_quarantine(&rows).await?;
+        let version = self.ing.lake.record_quarantine(&rows).await?;
+        report
+            .commits
+            .push((system::QUARANTINE.to_string(), version));
         Ok(())
     }
 
@@ -251,10 +253,11 @@ impl Commit<'_> {
     }
 
     /// The ledger row, last: it marks the submission complete.
-    async fn ledger(&self, report: &FileReport) -> Result<(), IngestError> {
+    async fn ledger(&self, report: &mut FileReport) -> Result<(), IngestError> {
         let lake_versions = lake_versions(self.ing).await?;
         let row = self.ledger_row(report, lake_versions);
-        self.ing.lake.record_submission(&row).await?;
+        let version = self.ing.lake.record_submission(&row).await?;
+        report.commits.push((system::LEDGER.to_string(), version));
         Ok(())
     }
 }
@@ -276,7 +279,8 @@ pub(super) async fn lake_versions(ing: &Ingestor) -> Result<String, IngestError>
 }
 
 /// Inserted (new keys), updated (keys held), removed (withdrawn keys held, or what a snapshot
-/// leaves out of its period).
+/// leaves out of its period). `existing` holds the rows in the submission's scope: every held
+/// row with one of its keys, and for a snapshot every row of its period.
 fn count_changes(
     mode: &Mode,
     keys: &[String],

@@ -105,6 +105,52 @@ impl Ingestor {
         file::ingest(self, sub, path).await
     }
 
+    /// The tables a submission's commits brought to a multiple of `lake.compact_every`
+    /// versions: the ones [`compact`](Self::compact) should compact now.
+    pub fn compaction_due(&self, report: &FileReport) -> Vec<String> {
+        let every = i64::from(self.config.lake.compact_every);
+        if every == 0 {
+            return Vec::new();
+        }
+        report
+            .commits
+            .iter()
+            .filter(|(_, v)| *v > 0 && v % every == 0)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// Compacts `tables` (see [`Lake::compact`](crate::lake::Lake::compact)). A writer calls it
+    /// when no other ingestion of its own is under way, so the compaction cannot make one of
+    /// them lose its commit. A failure is returned per table and loses nothing: the table keeps
+    /// its small files until the next compaction or `tip maintain`.
+    pub async fn compact(&self, tables: &[String]) -> Vec<(String, Result<usize, String>)> {
+        let mut out = Vec::new();
+        for t in tables {
+            let r = self.lake.compact(t).await.map_err(|e| e.to_string());
+            out.push((t.clone(), r));
+        }
+        out
+    }
+
+    /// Ingests one file, then compacts what its commits made due. For writers that ingest one
+    /// file at a time (`tip load`, the partner pipelines).
+    pub async fn ingest_file_and_compact(
+        &self,
+        sub: &Submission<'_>,
+        path: &Path,
+    ) -> Result<FileReport, IngestError> {
+        let report = self.ingest_file(sub, path).await?;
+        for (table, r) in self.compact(&self.compaction_due(&report)).await {
+            if let Err(e) = r {
+                eprintln!(
+                    "tip: compaction of {table} failed ({e}); nothing is lost, `tip maintain` compacts it later"
+                );
+            }
+        }
+        Ok(report)
+    }
+
     /// Runs the named pipelines (all when `names` is empty).
     pub async fn run_pipelines(
         &self,
@@ -261,6 +307,8 @@ pub struct FileReport {
     pub period: Option<(String, String)>,
     pub imputed: BTreeSet<String>,
     pub table_version: Option<i64>,
+    /// Each table this submission committed to, with the version its commit made.
+    pub commits: Vec<(String, i64)>,
 }
 
 impl FileReport {
@@ -281,6 +329,7 @@ impl FileReport {
             period: None,
             imputed: BTreeSet::new(),
             table_version: None,
+            commits: Vec::new(),
         }
     }
 

@@ -144,7 +144,7 @@ async fn run_one(ing: &Ingestor, p: &PipelineConfig) -> Result<PipelineReport, I
                 channel: Channel::Pipeline(&p.name),
                 mode: mode.clone(),
             };
-            files.push(ing.ingest_file(&sub, path).await?);
+            files.push(ing.ingest_file_and_compact(&sub, path).await?);
         }
     }
     Ok(PipelineReport {

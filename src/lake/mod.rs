@@ -444,13 +444,14 @@ impl Lake {
         Ok(written.version().map(|v| v as i64).unwrap_or(-1))
     }
 
-    /// The record key and period of every row of a partner (in its country): what an upsert,
-    /// snapshot or withdrawal compares the submission with.
-    pub async fn partner_keys(
+    /// The record key and period of every row in `scope`: the rows the submission replaces or
+    /// removes, which is what an upsert, snapshot or withdrawal compares it with. Only these
+    /// rows are read (the same predicate as the commit, so the files that cannot hold them are
+    /// pruned by their statistics): the cost follows the submission, not the partner's history.
+    pub async fn scope_keys(
         &self,
         table_name: &str,
-        partner: &str,
-        country: &str,
+        scope: &Scope<'_>,
     ) -> Result<HashMap<String, String>, LakeError> {
         let Some(table) = self.try_table(table_name, None).await? else {
             return Ok(HashMap::new());
@@ -464,12 +465,8 @@ impl Lake {
         let batches = ctx
             .read_table(provider)
             .and_then(|df| {
-                df.filter(
-                    col("partner")
-                        .eq(lit(partner))
-                        .and(col("reporting_country").eq(lit(country))),
-                )?
-                .select_columns(&["record_key", "period"])
+                df.filter(scope.predicate())?
+                    .select_columns(&["record_key", "period"])
             })
             .map_err(|e| err(&e))?
             .collect()
@@ -540,6 +537,20 @@ impl Lake {
         .await
         .map_err(|e| err(&e))?;
         Ok(metrics.files_deleted.len())
+    }
+
+    /// Compacts the small files of a table in one commit (only partitions with more than one
+    /// small file are rewritten); the files it replaces stay for time travel until `tip
+    /// maintain` purges them. Returns how many files were compacted.
+    pub async fn compact(&self, table_name: &str) -> Result<usize, LakeError> {
+        let Some(table) = self.try_table(table_name, None).await? else {
+            return Ok(0);
+        };
+        let (_, metrics) = table
+            .optimize()
+            .await
+            .map_err(|e| Self::err(table_name, e))?;
+        Ok(metrics.num_files_removed as usize)
     }
 
     /// Upkeep of one table: small files compacted, a checkpoint written, and what is older than
@@ -659,8 +670,12 @@ impl Scope<'_> {
         let partner_rows = col("partner")
             .eq(lit(self.partner))
             .and(col("reporting_country").eq(lit(self.country)));
-        let keys = self.keys.iter().map(|k| lit(k.as_str())).collect();
-        let keyed = col("record_key").in_list(keys, false);
+        let keyed = if self.keys.is_empty() {
+            lit(false)
+        } else {
+            let keys = self.keys.iter().map(|k| lit(k.as_str())).collect();
+            col("record_key").in_list(keys, false)
+        };
         match self.snapshot {
             None => partner_rows.and(keyed),
             Some(None) => partner_rows,

@@ -37,16 +37,20 @@ pub struct AppState {
     /// The receiving desk; None on a server without the key.
     pub uploads: Option<Uploads>,
     sessions: Mutex<HashMap<String, page::WebSession>>,
+    /// Queries answered at once (`serve.max_concurrent_queries`); the others wait their turn.
+    queries: Arc<tokio::sync::Semaphore>,
 }
 
 pub type Shared = Arc<AppState>;
 
 impl AppState {
     pub fn new(app: Arc<App>, uploads: Option<Uploads>) -> AppState {
+        let queries = app.config.serve.max_concurrent_queries.clamp(1, 1024);
         AppState {
             app,
             uploads,
             sessions: Mutex::new(HashMap::new()),
+            queries: Arc::new(tokio::sync::Semaphore::new(queries)),
         }
     }
 

@@ -9,6 +9,9 @@ use serde::Deserialize;
 use super::{Shared, allowed, error};
 use crate::access::Role;
 use futures::StreamExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::analysis::AuditedAnswer;
 use crate::app::{Actor, AppError};
@@ -70,16 +73,50 @@ async fn prefetch(mut answer: AuditedAnswer, format: StreamFormat) -> Result<Sta
     Ok(Start::Streaming(buf, answer, enc))
 }
 
+/// A query's turn among the `serve.max_concurrent_queries`: given back when its answer ends or
+/// its client goes away, and at the latest at the query's time limit — the engine has dropped
+/// the query by then, so a client that stops reading holds no turn and no engine memory.
+struct Turn(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl Turn {
+    fn new(permit: OwnedSemaphorePermit, limit: Duration) -> Turn {
+        let slot = Arc::new(Mutex::new(Some(permit)));
+        let at_limit = slot.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            end(&at_limit);
+        });
+        Turn(slot)
+    }
+}
+
+fn end(slot: &Mutex<Option<OwnedSemaphorePermit>>) {
+    if let Ok(mut p) = slot.lock() {
+        p.take();
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        end(&self.0);
+    }
+}
+
 /// The rest of a streaming answer as body chunks; an error ends the body with an error, which
-/// aborts the response.
+/// aborts the response. The query's turn ends with it.
 fn rest(
     answer: AuditedAnswer,
     enc: Encoder,
+    turn: Turn,
 ) -> impl futures::Stream<Item = Result<Vec<u8>, AppError>> + Send {
-    futures::stream::unfold(Some((answer, enc)), |state| async move {
-        let (mut answer, mut enc) = state?;
+    futures::stream::unfold(Some((answer, enc, turn)), |state| async move {
+        let (mut answer, mut enc, turn) = state?;
         match answer.next().await {
-            Some(Ok(b)) => Some((enc.batch(&b).map_err(AppError::from), Some((answer, enc)))),
+            Some(Ok(b)) => Some((
+                enc.batch(&b).map_err(AppError::from),
+                Some((answer, enc, turn)),
+            )),
+            // The state is dropped with the turn: the answer is over.
             Some(Err(e)) => Some((Err(e), None)),
             None => Some((enc.finish().map_err(AppError::from), None)),
         }
@@ -104,20 +141,35 @@ pub async fn query(State(st): State<Shared>, headers: HeaderMap, body: Body) -> 
         );
     };
     let (format, content_type) = answer_format(&headers);
+    // A bounded number of queries at a time; the others wait their turn (within the request
+    // time limit).
+    let Ok(permit) = st.queries.clone().acquire_owned().await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        );
+    };
+    let limit = Duration::from_secs(st.app.config.query.timeout_seconds.max(1));
+    let mut turn = None;
     let started = async {
         let session = st.app.session(None).await?;
         let answer = st
             .app
             .query_stream(&session, &sql, Actor::Token(&caller))
             .await?;
+        // The query's time limit is running: it ends the turn at the latest.
+        turn = Some(Turn::new(permit, limit));
         prefetch(answer, format).await
     }
     .await;
     match started {
         Ok(Start::Whole(body)) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
         Ok(Start::Streaming(first, answer, enc)) => {
+            let Some(turn) = turn else {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "the query lost its turn");
+            };
             let first = futures::stream::once(async move { Ok::<_, AppError>(first) });
-            let body = Body::from_stream(first.chain(rest(answer, enc)));
+            let body = Body::from_stream(first.chain(rest(answer, enc, turn)));
             ([(header::CONTENT_TYPE, content_type)], body).into_response()
         }
         Err(e) => {

@@ -114,6 +114,18 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// How many files the latest version of a lake table reads (its live files).
+pub fn live_files(lake: &Path, table: &str) -> usize {
+    let lake = tip::lake::Lake::open(lake.to_str().unwrap()).expect("lake");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(lake.table(table, None))
+        .expect("table")
+        .get_file_uris()
+        .expect("files")
+        .count()
+}
+
 /// Every table of the lake.
 pub fn table_names(ctx: &Ingestor) -> Vec<String> {
     tip::lake::Lake::specs(&ctx.catalog)

@@ -56,6 +56,8 @@ fn config(env: &Env, small: bool) -> PathBuf {
                         "max_decompressed_mib = 1024",
                         "max_decompressed_mib = 2".to_string(),
                     ),
+                    // Compactions happen in the tests, not only after 50 commits.
+                    ("compact_every = 50", "compact_every = 3".to_string()),
                 ]
             })
             .into_iter()
@@ -74,7 +76,18 @@ fn start(env: &Env) -> Server {
 }
 
 pub(crate) fn start_with(env: &Env, small: bool) -> Server {
+    start_edited(env, small, &[])
+}
+
+/// A server whose configuration has `edits` (text replacements) made too.
+fn start_edited(env: &Env, small: bool, edits: &[(&str, &str)]) -> Server {
     let cfg = config(env, small);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    std::fs::write(&cfg, text).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tip"))
         .current_dir(repo())
         .env_remove("TIP_KEY")
@@ -775,4 +788,127 @@ fn hostile_uploads_and_sql_leave_the_server_serving() {
     assert_eq!(r.status, 422, "{}", r.text());
     assert!(r.text().contains("query.max_sql_tokens"), "{}", r.text());
     assert_eq!(get(&s, "/healthz", "").status, 200);
+}
+
+/// Eight uploaders at once, three uploads each, while every third commit to a table makes the
+/// upload that made it compact the table: every upload is stored (201) — none loses its commit
+/// to a compaction or to another upload — every case is there exactly once, the ledger has every
+/// submission, and the live files stay few (24 submissions over three months would leave 72).
+#[test]
+fn concurrent_uploads_with_compaction_lose_nothing() {
+    let env = Env::new();
+    let s = start(&env);
+    let partner = token(&env, &s.cfg, "partner", Some("LT-NGO-01"));
+    let analyst = token(&env, &s.cfg, "analyst", None);
+    let statuses: Vec<u16> = std::thread::scope(|sc| {
+        let uploaders: Vec<_> = (0..8)
+            .map(|u| {
+                let (s, partner) = (&s, &partner);
+                sc.spawn(move || {
+                    (0..3)
+                        .map(|i| {
+                            let mut csv = String::from(
+                                "case_number,given_name,family_name,birth_date,registered_on,gender,status\n",
+                            );
+                            for m in 1..=3 {
+                                csv.push_str(&format!(
+                                    "U{u}-{i}-{m},Ona,Petraitytė,2010-01-02,2025-0{m}-1{i},female,presumed\n"
+                                ));
+                            }
+                            post(
+                                s,
+                                &format!("/api/v1/uploads?type=case&format=csv&filename=u{u}-{i}.csv"),
+                                partner,
+                                &[("Content-Type", "text/csv")],
+                                csv.as_bytes(),
+                            )
+                            .status
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        uploaders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(statuses, vec![201; 24]);
+    let n = |q: &str| {
+        let r = sql(&s, &analyst, q, "application/json");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()[0]["n"].as_u64().unwrap()
+    };
+    assert_eq!(n("SELECT count(*) AS n FROM cases"), 72);
+    assert_eq!(n("SELECT count(DISTINCT record_key) AS n FROM cases"), 72);
+    assert_eq!(ledger_rows(&s, &analyst), 24);
+    let live = crate::common::live_files(&env.lake, "cases");
+    assert!(live < 72 / 2, "{live} live files in cases");
+    assert_eq!(
+        http(&s.addr, "GET", "/healthz", &[], None, None).status,
+        200
+    );
+}
+
+/// With `serve.max_concurrent_queries = 1`, a second query waits while a first one's answer is
+/// still being sent: the number of queries holding memory at once is bounded. A first client
+/// that stops reading holds the turn only until its query's time limit (6 s here), when the
+/// engine has dropped the query: then the second is answered, though the first connection is
+/// still open.
+#[test]
+fn queries_beyond_the_limit_wait_their_turn() {
+    let env = Env::new();
+    let s = start_edited(
+        &env,
+        true,
+        &[
+            ("max_concurrent_queries = 4", "max_concurrent_queries = 1"),
+            ("max_result_rows = 200000", "max_result_rows = 5000000"),
+            ("timeout_seconds = 60", "timeout_seconds = 6"),
+        ],
+    );
+    let analyst = token(&env, &s.cfg, "analyst", None);
+    let send = |q: &str| {
+        let body = serde_json::to_vec(&serde_json::json!({ "sql": q })).unwrap();
+        let mut c = TcpStream::connect(&s.addr).unwrap();
+        let req = format!(
+            "POST /api/v1/sql HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {analyst}\r\nAccept: text/csv\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            s.addr,
+            body.len()
+        );
+        c.write_all(req.as_bytes()).unwrap();
+        c.write_all(&body).unwrap();
+        c
+    };
+    // A long answer (about 15 MB of CSV) whose client reads its first bytes, then stops.
+    let mut first = send("SELECT a.value FROM generate_series(1, 2000000) AS a");
+    let mut head = [0u8; 64];
+    first.read_exact(&mut head).unwrap();
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // A second query waits for its turn ...
+    let mut second = send("SELECT count(*) AS n FROM cases");
+    second
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let waited = second.read(&mut byte);
+    assert!(
+        matches!(&waited, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the second query was answered while the first held the only turn: {waited:?}"
+    );
+    // ... and is answered once the first query's time is up, its client still connected.
+    second
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let reply = read_reply(&mut second);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    drop(first);
+    assert_eq!(
+        http(&s.addr, "GET", "/healthz", &[], None, None).status,
+        200
+    );
 }

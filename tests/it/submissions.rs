@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::common::{Env, all_files, stderr, stdout};
+use crate::common::{Env, all_files, live_files, stderr, stdout};
 
 const HEADER: &str = "case_number,given_name,family_name,birth_date,registered_on,gender,status";
 
@@ -113,6 +113,99 @@ fn weekly_increments_keep_every_case_and_corrections_replace() {
         ),
         vec!["upsert,3,0,0", "upsert,3,0,0", "upsert,0,1,0"]
     );
+}
+
+/// Every `lake.compact_every`-th commit to a table compacts it (every 4th here): the files a
+/// reader opens stay few however many submissions arrive — a submission adds one to every month
+/// it touches — and compaction loses, duplicates and hides nothing: every case is there once,
+/// a file already ingested is still recognised, a correction still replaces its case, and the
+/// lake still reads as it was before the compactions.
+#[test]
+fn compaction_keeps_the_live_files_few_and_every_row() {
+    let env = Env::new();
+    let text = std::fs::read_to_string(crate::common::repo().join("pipelines/tip.toml"))
+        .unwrap()
+        .replace("compact_every = 50", "compact_every = 4");
+    let cfg = env.path("tip.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let submit = |name: &str, rows: &[String]| {
+        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+        let f = file(&env, name, &rows);
+        let args = [
+            "--config",
+            cfg,
+            "load",
+            "--partner",
+            "LT-NGO-01",
+            "--type",
+            "case",
+        ];
+        ok(&env.tip(&[&args[..], &[f.to_str().unwrap()]].concat()))
+    };
+    // Twelve weekly files, each with one case in each of three months.
+    let week = |i: usize| -> Vec<String> {
+        (1..=3)
+            .map(|m| {
+                format!(
+                    "W{i}-{m},Ona,Petraitytė,2010-01-02,2025-0{m}-1{},female,presumed",
+                    i % 10
+                )
+            })
+            .collect()
+    };
+    let mut halfway = None;
+    for i in 0..12 {
+        let out = submit(&format!("w{i}.csv"), &week(i));
+        assert!(out.contains("3 inserted, 0 updated, 0 removed"), "{out}");
+        if i == 5 {
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            halfway = Some(chrono::Utc::now().to_rfc3339());
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+    }
+    // Without compaction: 36 files (12 submissions x 3 months) and 12 ledger files.
+    let cases = live_files(&env.lake, "cases");
+    assert!(cases <= 12, "{cases} live files in cases");
+    let ledger = live_files(&env.lake, "submissions");
+    assert!(ledger <= 4, "{ledger} live files in the ledger");
+    assert_eq!(count(&env, "SELECT count(*) FROM cases"), 36);
+    assert_eq!(
+        count(&env, "SELECT count(DISTINCT record_key) FROM cases"),
+        36
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM submissions"), 12);
+    // The compacted ledger still recognises a file already ingested ...
+    let again = submit("w3.csv", &week(3));
+    assert!(
+        again.contains("unchanged (already ingested as submission"),
+        "{again}"
+    );
+    // ... a correction replaces its case in the compacted files ...
+    let mut fix = week(0);
+    fix.truncate(1);
+    fix[0] = fix[0].replace("presumed", "identified");
+    let f = submit("fix.csv", &fix);
+    assert!(f.contains("0 inserted, 1 updated, 0 removed"), "{f}");
+    assert_eq!(count(&env, "SELECT count(*) FROM cases"), 36);
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM cases WHERE status = 'identified'"
+        ),
+        1
+    );
+    // ... and time travel reads the lake as it was halfway, before most compactions.
+    let halfway = halfway.unwrap();
+    let then = ok(&env.tip(&[
+        "query",
+        "--as-of",
+        &halfway,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM cases",
+    ]));
+    assert_eq!(then.lines().nth(1), Some("18"), "{then}");
 }
 
 #[test]
