@@ -210,6 +210,10 @@ impl Lake {
             .with_table_name(name)
             .with_columns(kernel.fields().cloned())
             .with_partition_columns(spec.partitions.clone())
+            .with_configuration_property(
+                deltalake::TableProperty::EnableExpiredLogCleanup,
+                Some("false"),
+            )
             .with_save_mode(SaveMode::Ignore)
             .await;
         if let Err(e) = res {
@@ -390,7 +394,7 @@ impl Lake {
             LogicalPlanBuilder::scan("submission", provider_as_source(Arc::new(provider)), None)
                 .and_then(|b| b.build())
                 .map_err(|e| Self::err(table_name, e))?;
-        let commit = CommitProperties::default().with_metadata(metadata);
+        let commit = commit_properties(metadata);
         let written = table
             .write(vec![])
             .with_input_plan(plan)
@@ -434,7 +438,7 @@ impl Lake {
         metadata: Vec<(String, serde_json::Value)>,
     ) -> Result<i64, LakeError> {
         let table = self.table(table_name, None).await?;
-        let commit = CommitProperties::default().with_metadata(metadata);
+        let commit = commit_properties(metadata);
         let (written, _) = table
             .delete()
             .with_predicate(scope.predicate())
@@ -498,7 +502,7 @@ impl Lake {
         let Some(table) = self.try_table(table_name, None).await? else {
             return Ok(0);
         };
-        let commit = CommitProperties::default().with_metadata(metadata);
+        let commit = commit_properties(metadata);
         let (_, metrics) = table
             .delete()
             .with_predicate(col(column).eq(lit(value)))
@@ -518,6 +522,7 @@ impl Lake {
         let err = |e: &dyn std::fmt::Display| Self::err(table_name, e);
         let (table, metrics) = table
             .vacuum()
+            .with_commit_properties(commit_properties(vec![]))
             .with_retention_period(chrono::Duration::zero())
             .with_enforce_retention_duration(false)
             .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
@@ -548,6 +553,7 @@ impl Lake {
         };
         let (_, metrics) = table
             .optimize()
+            .with_commit_properties(commit_properties(vec![]))
             .await
             .map_err(|e| Self::err(table_name, e))?;
         Ok(metrics.num_files_removed as usize)
@@ -565,9 +571,14 @@ impl Lake {
             return Ok(Upkeep::default());
         };
         let err = |e: &dyn std::fmt::Display| Self::err(table_name, e);
-        let (table, optimized) = table.optimize().await.map_err(|e| err(&e))?;
+        let (table, optimized) = table
+            .optimize()
+            .with_commit_properties(commit_properties(vec![]))
+            .await
+            .map_err(|e| err(&e))?;
         let (table, vacuumed) = table
             .vacuum()
+            .with_commit_properties(commit_properties(vec![]))
             .with_retention_period(history)
             .with_enforce_retention_duration(false)
             .await
@@ -607,6 +618,7 @@ impl Lake {
         let (_, metrics) = table
             .delete()
             .with_predicate(predicate)
+            .with_commit_properties(commit_properties(vec![]))
             .await
             .map_err(|e| Self::err(table_name, e))?;
         Ok(metrics.num_deleted_rows.unwrap_or(0) as u64)
@@ -649,6 +661,7 @@ impl Lake {
         let written = table
             .write(batches)
             .with_save_mode(SaveMode::Append)
+            .with_commit_properties(commit_properties(vec![]))
             .await
             .map_err(|e| Self::err(table_name, e))?;
         Ok(written.version().map(|v| v as i64).unwrap_or(-1))
@@ -687,6 +700,16 @@ impl Scope<'_> {
             }
         }
     }
+}
+
+/// The properties of every commit tip makes. Log entries older than the time-travel window are
+/// removed by `tip maintain` (`lake.history_days`), never by a commit: Delta's default would,
+/// after every commit, list the whole log and delete the entries older than 30 days, which
+/// would shorten time travel to 30 days and make every commit slower as the log grows.
+fn commit_properties(metadata: Vec<(String, serde_json::Value)>) -> CommitProperties {
+    CommitProperties::default()
+        .with_metadata(metadata)
+        .with_cleanup_expired_logs(Some(false))
 }
 
 /// A partition stream that hands out one prepared stream, once.

@@ -208,6 +208,56 @@ fn compaction_keeps_the_live_files_few_and_every_row() {
     assert_eq!(then.lines().nth(1), Some("18"), "{then}");
 }
 
+/// Time travel reaches back `lake.history_days` (400 days), not Delta's default of 30: no commit
+/// deletes old log entries (only `tip maintain` does, at the configured window), so a lake
+/// whose log is two months old still reads as it was after its first submission.
+#[test]
+fn commits_keep_log_entries_older_than_thirty_days() {
+    let env = Env::new();
+    ok(&load(&env, "LT-NGO-01", &[], &file(&env, "w1.csv", &WEEK1)));
+    ok(&load(&env, "LT-NGO-01", &[], &file(&env, "w2.csv", &WEEK2)));
+    // A checkpoint at the latest version: what Delta's cleanup keeps the log from.
+    ok(&env.tip(&["maintain"]));
+    let sixty_days_ago =
+        std::time::SystemTime::now() - std::time::Duration::from_secs(60 * 24 * 3600);
+    let logs: Vec<PathBuf> = all_files(&env.lake)
+        .into_iter()
+        .filter(|p| {
+            p.to_string_lossy().contains("_delta_log") && p.extension().is_some_and(|e| e == "json")
+        })
+        .collect();
+    assert!(logs.len() > 10, "{logs:?}");
+    for p in &logs {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(sixty_days_ago)
+            .unwrap();
+    }
+    // Commits after the checkpoint (Delta's default would now delete the old entries) ...
+    let fix = file(
+        &env,
+        "fix.csv",
+        &["N2,Jonas,Kazlauskas,2009-05-06,2025-11-04,male,identified"],
+    );
+    ok(&load(&env, "LT-NGO-01", &[], &fix));
+    assert!(
+        logs.iter().all(|p| p.exists()),
+        "a commit deleted old log entries"
+    );
+    // ... and the lake still reads as it was after the first submission.
+    let then = ok(&env.tip(&[
+        "query",
+        "--as-of",
+        "1",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM cases",
+    ]));
+    assert_eq!(then.lines().nth(1), Some("3"), "{then}");
+}
+
 #[test]
 fn two_rows_with_one_key_are_both_set_aside() {
     let env = Env::new();
