@@ -20,6 +20,7 @@ pub mod audit;
 pub mod config;
 pub mod cron;
 pub mod disclosure;
+pub mod estimate;
 pub mod extract;
 pub mod generate;
 pub mod ingest;

@@ -20,6 +20,7 @@
 pub mod analysis;
 pub mod check;
 pub mod erasure;
+pub mod estimates;
 pub mod extracts;
 pub mod ingestion;
 pub mod jobs;
@@ -60,6 +61,8 @@ pub enum AppError {
     Extract(#[from] ExtractError),
     #[error(transparent)]
     Tokens(#[from] TokenError),
+    #[error(transparent)]
+    Estimate(#[from] crate::estimate::EstimateError),
     #[error("audit log {0}: {1}")]
     Audit(String, String),
     #[error(

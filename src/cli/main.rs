@@ -3,6 +3,7 @@
 
 mod check;
 mod erase;
+mod estimate;
 mod export;
 mod extract;
 mod generate;
@@ -165,6 +166,9 @@ enum Command {
     Check,
     /// Retention, compaction, checkpoints and vacuum of every table.
     Maintain,
+    /// Estimate how many people there are, seen and unseen, from how often the same people are
+    /// on several lists (multiple systems estimation), from a capture-history file.
+    Estimate(estimate::Args),
     /// Erase a person's rows (by person_id) or one partner's case (by its case number) from
     /// every table, and purge the lake's history that held them (GDPR Art. 17).
     Erase {
@@ -349,6 +353,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { command } => token::run(&cli, command),
         Command::Check => check::run(&cli).await,
         Command::Maintain => maintain::run(&cli).await,
+        Command::Estimate(args) => estimate::run(&cli, args),
         Command::Erase {
             person_id,
             partner,

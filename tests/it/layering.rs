@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("normalise", 0),
     ("disclosure", 0),
     ("cron", 0),
+    ("estimate", 1),
     ("config", 1),
     ("schema", 1),
     ("access", 1),

@@ -5,6 +5,7 @@ mod app;
 mod cli;
 mod common;
 mod erasure;
+mod estimate;
 mod extract;
 mod fuzz;
 mod hostile;

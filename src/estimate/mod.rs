@@ -1,0 +1,406 @@
+//! Multiple systems estimation: how many people there are, seen and unseen, from how often the
+//! same (pseudonymised) people appear on several lists.
+//!
+//! The estimator is the one of Chan, Silverman & Vincent (2019, "Multiple systems estimation
+//! for sparse capture data: inferential challenges when there are non-overlapping lists",
+//! JASA): Poisson log-linear models with main effects and stepwise-chosen two-list terms
+//! ([`model`]), the checks that the estimate exists and is identifiable, and a bias-corrected
+//! and accelerated (BCa) bootstrap interval: the whole selection is rerun on each multinomial
+//! resample of the observed people, with a fixed seed so a result can be reproduced.
+
+pub mod model;
+mod stats;
+
+use rand::RngExt;
+use rand::SeedableRng;
+use rand::rngs::ChaCha8Rng;
+use serde::Serialize;
+
+use model::{Pair, Table};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EstimateError {
+    #[error("{file}: {message}")]
+    Input { file: String, message: String },
+    #[error("{0}")]
+    Model(String),
+}
+
+/// Capture histories: one 0/1 flag per list and how many people have that history.
+#[derive(Debug, Clone)]
+pub struct Histories {
+    pub lists: Vec<String>,
+    /// (lists as a bit mask, bit i = list i; people).
+    pub rows: Vec<(u32, u64)>,
+}
+
+/// The most lists an estimate takes (2^t − 1 cells; the published analyses use up to 8).
+pub const MAX_LISTS: usize = 12;
+
+impl Histories {
+    /// The layout researchers publish: one 0/1 column per list, and a `count` column (also
+    /// `n`, `freq` or `frequency`); each row a history and how many people have it.
+    pub fn from_csv(file: &str, text: &str) -> Result<Histories, EstimateError> {
+        let bad = |message: String| EstimateError::Input {
+            file: file.to_string(),
+            message,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| bad(format!("cannot read the header: {e}")))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let is_count = |h: &str| {
+            matches!(
+                h.to_ascii_lowercase().as_str(),
+                "count" | "n" | "freq" | "frequency"
+            )
+        };
+        let Some(count_at) = header.iter().position(|h| is_count(h)) else {
+            return Err(bad("no count column (count, n, freq or frequency)".into()));
+        };
+        let lists: Vec<String> = header
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != count_at)
+            .map(|(_, h)| h.clone())
+            .collect();
+        if lists.len() < 2 || lists.len() > MAX_LISTS {
+            return Err(bad(format!(
+                "{} lists: an estimate takes from 2 to {MAX_LISTS}",
+                lists.len()
+            )));
+        }
+        let mut rows = vec![];
+        for (r, rec) in reader.records().enumerate() {
+            let line = r + 2;
+            let rec = rec.map_err(|e| bad(format!("line {line}: {e}")))?;
+            let mut mask = 0u32;
+            for (k, i) in (0..header.len()).filter(|i| *i != count_at).enumerate() {
+                match rec.get(i) {
+                    Some("1") => mask |= 1 << k,
+                    Some("0") => {}
+                    _ => {
+                        return Err(bad(format!(
+                            "line {line}, column {}: expected 0 or 1",
+                            header[i]
+                        )));
+                    }
+                }
+            }
+            let n: u64 = rec
+                .get(count_at)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "line {line}, column {}: expected a whole number",
+                        header[count_at]
+                    ))
+                })?;
+            if mask == 0 && n > 0 {
+                return Err(bad(format!(
+                    "line {line}: a history on no list cannot be observed"
+                )));
+            }
+            if mask != 0 {
+                rows.push((mask, n));
+            }
+        }
+        Ok(Histories { lists, rows })
+    }
+
+    pub fn observed(&self) -> u64 {
+        self.rows.iter().map(|r| r.1).sum()
+    }
+}
+
+/// How to estimate.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A two-list term enters when its p-value is below this (0.02, the paper's choice).
+    pub p_enter: f64,
+    /// Bootstrap resamples (1000); 0: no interval.
+    pub bootstrap: usize,
+    pub seed: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            p_enter: 0.02,
+            bootstrap: 1000,
+            seed: 1234,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Interval {
+    /// 0.95 for a 95% interval.
+    pub level: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// An estimate, with what it rests on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    pub lists: Vec<String>,
+    pub observed: u64,
+    /// Observed plus the estimated unobserved.
+    pub estimate: f64,
+    pub unobserved: f64,
+    /// Two-list terms of the chosen model, in the order they entered (`A:B`).
+    pub terms: Vec<String>,
+    /// Terms of pairs that never overlap: their parameter is −∞ (no one is expected on both).
+    pub never_overlapping_terms: Vec<String>,
+    /// BCa bootstrap intervals (95% and 80%); empty without a bootstrap.
+    pub intervals: Vec<Interval>,
+    /// The model-conditional 95% interval (lognormal on the unobserved count; ignores the
+    /// uncertainty of the model choice, so it is usually too narrow).
+    pub model_interval: Interval,
+    pub bootstrap: usize,
+    pub seed: u64,
+    /// BCa acceleration (jackknife) and bias correction.
+    pub acceleration: Option<f64>,
+    pub bias_correction: Option<f64>,
+    /// The chosen model's estimate exists and is identifiable (always true for a model the
+    /// rule chose; reported so a reader sees it was checked).
+    pub checks_passed: bool,
+    pub aic: f64,
+    pub rule: String,
+    pub warnings: Vec<String>,
+}
+
+/// The table of the histories, leaving out lists on which no one is (their main effect would
+/// be −∞, and they tell nothing). Returns the table and the lists kept.
+fn table(lists: usize, rows: &[(u32, f64)]) -> (Table, Vec<usize>) {
+    let kept: Vec<usize> = (0..lists)
+        .filter(|&i| rows.iter().any(|(m, n)| m >> i & 1 == 1 && *n > 0.0))
+        .collect();
+    let remapped: Vec<(u32, f64)> = rows
+        .iter()
+        .filter(|r| r.1 > 0.0)
+        .map(|&(m, n)| {
+            let mask = kept
+                .iter()
+                .enumerate()
+                .fold(0u32, |a, (k, &i)| a | ((m >> i & 1) << k));
+            (mask, n)
+        })
+        .collect();
+    (Table::new(kept.len(), &remapped), kept)
+}
+
+/// The stepwise point estimate of one set of rows; None when no model can be fitted.
+fn point(lists: usize, rows: &[(u32, f64)], p_enter: f64) -> Option<f64> {
+    let (t, _) = table(lists, rows);
+    if t.lists == 0 {
+        return None;
+    }
+    model::stepwise(&t, p_enter).map(|(fit, _, _)| fit.estimate())
+}
+
+pub fn estimate(h: &Histories, o: &Options) -> Result<Estimate, EstimateError> {
+    let rows: Vec<(u32, f64)> = h.rows.iter().map(|&(m, n)| (m, n as f64)).collect();
+    let (t, kept) = table(h.lists.len(), &rows);
+    let mut warnings = vec![];
+    if kept.len() < h.lists.len() {
+        let empty: Vec<&str> = (0..h.lists.len())
+            .filter(|i| !kept.contains(i))
+            .map(|i| h.lists[i].as_str())
+            .collect();
+        warnings.push(format!(
+            "no one is on list(s) {}: left out",
+            empty.join(", ")
+        ));
+    }
+    if kept.len() < 2 {
+        return Err(EstimateError::Model(
+            "people are on fewer than two lists: nothing links them, no estimate is possible"
+                .into(),
+        ));
+    }
+    let (fit, terms, _rounds) = model::stepwise(&t, o.p_enter).ok_or_else(|| {
+        EstimateError::Model("the main-effects model cannot be fitted to these histories".into())
+    })?;
+    let name = |&(i, j): &Pair| format!("{}:{}", h.lists[kept[i]], h.lists[kept[j]]);
+    warnings.extend(caveats(&t, &kept, h));
+    let (b0, se0) = (fit.beta[0], fit.se0);
+    let observed = h.observed();
+    let lognormal = |z: f64| observed as f64 + (b0 + z * se0).exp();
+    let z975 = stats::normal_quantile(0.975);
+    let mut e = Estimate {
+        lists: h.lists.clone(),
+        observed,
+        estimate: fit.estimate(),
+        unobserved: b0.exp(),
+        terms: terms.iter().map(name).collect(),
+        never_overlapping_terms: fit.design.empty.iter().map(name).collect(),
+        intervals: vec![],
+        model_interval: Interval {
+            level: 0.95,
+            lower: lognormal(-z975),
+            upper: lognormal(z975),
+        },
+        bootstrap: o.bootstrap,
+        seed: o.seed,
+        acceleration: None,
+        bias_correction: None,
+        checks_passed: model::check(&t, &terms).pass(),
+        aic: fit.aic(),
+        rule: format!(
+            "Poisson log-linear model, main effects and the two-list terms chosen stepwise (enter at p < {}; Chan, Silverman & Vincent 2019)",
+            o.p_enter
+        ),
+        warnings,
+    };
+    if o.bootstrap > 0 {
+        bootstrap_intervals(h, &rows, o, &mut e);
+    }
+    Ok(e)
+}
+
+/// What a reader should know about the data before trusting the number.
+fn caveats(t: &Table, kept: &[usize], h: &Histories) -> Vec<String> {
+    let mut out = vec![];
+    if kept.len() == 2 {
+        out.push(
+            "only two lists: the estimate assumes they are independent, which two lists cannot test"
+                .into(),
+        );
+    }
+    let pairs = model::all_pairs(t.lists);
+    let never = pairs.iter().filter(|p| t.overlap(**p) == 0.0).count();
+    if never > 0 {
+        out.push(format!(
+            "{never} of {} pairs of lists have no one in common: the estimate leans on the lists that do overlap",
+            pairs.len()
+        ));
+    }
+    if h.observed() < 50 {
+        out.push(format!(
+            "only {} people observed: the interval is wide and the model choice unstable",
+            h.observed()
+        ));
+    }
+    out
+}
+
+/// The BCa intervals: the stepwise estimate of each multinomial resample of the observed
+/// people, and the delete-one jackknife for the acceleration.
+fn bootstrap_intervals(h: &Histories, rows: &[(u32, f64)], o: &Options, e: &mut Estimate) {
+    let lists = h.lists.len();
+    let total = h.observed() as usize;
+    let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
+    let cumulative: Vec<f64> = rows
+        .iter()
+        .scan(0.0, |s, r| {
+            *s += r.1;
+            Some(*s)
+        })
+        .collect();
+    let mut boots = Vec::with_capacity(o.bootstrap);
+    let mut failed = 0;
+    for _ in 0..o.bootstrap {
+        let mut counts = vec![0.0; rows.len()];
+        for _ in 0..total {
+            let u = rng.random_range(0.0..total as f64);
+            let k = cumulative.partition_point(|&c| c <= u).min(rows.len() - 1);
+            counts[k] += 1.0;
+        }
+        let resample: Vec<(u32, f64)> = rows.iter().zip(&counts).map(|(r, &n)| (r.0, n)).collect();
+        match point(lists, &resample, o.p_enter) {
+            Some(v) if v.is_finite() => boots.push(v),
+            _ => failed += 1,
+        }
+    }
+    if failed > 0 {
+        e.warnings.push(format!(
+            "{failed} of {} bootstrap resamples could not be fitted and were left out",
+            o.bootstrap
+        ));
+    }
+    let a = jackknife_acceleration(h, o.p_enter);
+    let levels = [0.95, 0.80];
+    match bca(e.estimate, &mut boots, a, &levels) {
+        Some((z0, intervals)) => {
+            e.acceleration = Some(a);
+            e.bias_correction = Some(z0);
+            e.intervals = intervals;
+        }
+        None => e.warnings.push(
+            "every bootstrap estimate fell on one side of the estimate: no BCa interval".into(),
+        ),
+    }
+}
+
+/// The BCa acceleration â from the delete-one jackknife: the estimate with one person fewer of
+/// each observed history, weighted by how many people have that history.
+pub fn jackknife_acceleration(h: &Histories, p_enter: f64) -> f64 {
+    let rows: Vec<(u32, f64)> = h.rows.iter().map(|&(m, n)| (m, n as f64)).collect();
+    let jack: Vec<(f64, f64)> = (0..rows.len())
+        .filter(|&r| rows[r].1 > 0.0)
+        .filter_map(|r| {
+            let mut less = rows.clone();
+            less[r].1 -= 1.0;
+            point(h.lists.len(), &less, p_enter).map(|v| (rows[r].1, v))
+        })
+        .collect();
+    acceleration(&jack)
+}
+
+fn acceleration(jack: &[(f64, f64)]) -> f64 {
+    let w: f64 = jack.iter().map(|j| j.0).sum();
+    let mean = jack.iter().map(|(n, v)| n * v).sum::<f64>() / w;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (n, v) in jack {
+        let d = mean - v;
+        num += n * d.powi(3);
+        den += n * d * d;
+    }
+    if den == 0.0 {
+        0.0
+    } else {
+        num / (6.0 * den.powf(1.5))
+    }
+}
+
+/// BCa limits at each level from bootstrap estimates: the bias correction z0 and the intervals;
+/// None when every estimate is on one side of `point`.
+///
+/// z0 = Φ⁻¹(share of the bootstrap estimates below `point`). A resample can reproduce the
+/// data's sufficient statistics and so the estimate itself, up to rounding; such ties (within
+/// 1e-9 relatively) count half. (R's SparseMSE counts strictly below, which lets rounding noise
+/// decide ties: its limits can differ from these where a tie occurs.)
+pub fn bca(point: f64, boots: &mut [f64], a: f64, levels: &[f64]) -> Option<(f64, Vec<Interval>)> {
+    if boots.is_empty() {
+        return None;
+    }
+    boots.sort_by(f64::total_cmp);
+    let tie = |b: f64| (b - point).abs() <= 1e-9 * point.abs();
+    let below = boots.iter().filter(|&&b| b < point && !tie(b)).count() as f64
+        + 0.5 * boots.iter().filter(|&&b| tie(b)).count() as f64;
+    if below == 0.0 || below == boots.len() as f64 {
+        return None;
+    }
+    let z0 = stats::normal_quantile(below / boots.len() as f64);
+    let limit = |alpha: f64| {
+        let w = z0 + stats::normal_quantile(alpha);
+        let q = stats::normal_cdf(z0 + w / (1.0 - a * w));
+        stats::quantile_type8(boots, q)
+    };
+    let intervals = levels
+        .iter()
+        .map(|&level| Interval {
+            level,
+            lower: limit((1.0 - level) / 2.0),
+            upper: limit((1.0 + level) / 2.0),
+        })
+        .collect();
+    Some((z0, intervals))
+}
