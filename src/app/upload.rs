@@ -106,6 +106,10 @@ pub struct Receipt {
     pub reason: Option<String>,
     /// For an unchanged upload: the submission that already brought the same file.
     pub earlier_submission: Option<String>,
+    /// Tables this upload's commits made due for compaction (`lake.compact_every`): the server
+    /// compacts them once the receipt is out ([`Uploads::compact`]). Not part of the receipt.
+    #[serde(skip)]
+    pub compact: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -284,8 +288,8 @@ impl Uploads {
         drop(permit);
         let _ = std::fs::remove_file(&stored);
         let report = result.map_err(|m| Refusal::new(RefusalKind::Unprocessable, m))?;
-        self.compact_due(&report).await;
-        let receipt = receipt(upload_id, req, bytes, sha, &report, &stored);
+        let mut receipt = receipt(upload_id, req, bytes, sha, &report, &stored);
+        receipt.compact = self.ingestion.ingestor.compaction_due(&report);
         let path = dir.join(format!("{}.json", receipt.upload_id));
         if let Ok(b) = serde_json::to_vec_pretty(&receipt) {
             let _ = std::fs::write(&path, b);
@@ -293,19 +297,19 @@ impl Uploads {
         Ok(receipt)
     }
 
-    /// Compacts the tables this upload's commits made due, alone: it waits until no other
-    /// upload is ingesting, and none starts until it is done, so no upload's commit can lose to
-    /// it. A failure loses nothing (the small files stay until the next compaction).
-    async fn compact_due(&self, report: &FileReport) {
-        let ing = &self.ingestion.ingestor;
-        let due = ing.compaction_due(report);
-        if due.is_empty() {
+    /// Compacts `tables` (an upload's [`Receipt::compact`], once its receipt is out) alone: it
+    /// waits until no other upload of this server is ingesting, and none starts until it is
+    /// done, so no upload's commit here can lose to it. A failure loses nothing (the small files
+    /// stay until the next compaction).
+    pub async fn compact(&self, tables: &[String]) {
+        if tables.is_empty() {
             return;
         }
+        let ing = &self.ingestion.ingestor;
         let Ok(_all) = self.ingestions.acquire_many(self.slots).await else {
             return;
         };
-        for (table, r) in ing.compact(&due).await {
+        for (table, r) in ing.compact(tables).await {
             if let Err(e) = r {
                 eprintln!("tip serve: compaction of {table} failed ({e}); nothing is lost");
             }
@@ -436,6 +440,7 @@ fn receipt(
         rows_updated: report.rows_updated,
         rows_removed: report.rows_removed,
         earlier_submission: report.earlier.clone(),
+        compact: Vec::new(),
         quarantined: report
             .issues
             .iter()

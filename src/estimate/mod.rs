@@ -110,11 +110,31 @@ impl Histories {
                 rows.push((mask, n));
             }
         }
-        Ok(Histories { lists, rows })
+        Histories { lists, rows }.check_size(bad)
     }
 
     pub fn observed(&self) -> u64 {
         self.rows.iter().map(|r| r.1).sum()
+    }
+}
+
+/// The most people a capture-history table may hold (the bootstrap draws each of them a
+/// thousand times; published analyses have at most tens of thousands).
+pub const MAX_PEOPLE: u64 = 1_000_000;
+
+impl Histories {
+    fn check_size(self, bad: impl Fn(String) -> EstimateError) -> Result<Histories, EstimateError> {
+        let total = self
+            .rows
+            .iter()
+            .try_fold(0u64, |s, r| s.checked_add(r.1))
+            .filter(|t| *t <= MAX_PEOPLE);
+        match total {
+            Some(_) => Ok(self),
+            None => Err(bad(format!(
+                "more than {MAX_PEOPLE} people: not a capture-history table tip estimates from"
+            ))),
+        }
     }
 }
 
@@ -199,10 +219,12 @@ fn table(lists: usize, rows: &[(u32, f64)]) -> (Table, Vec<usize>) {
 /// The stepwise point estimate of one set of rows; None when no model can be fitted.
 fn point(lists: usize, rows: &[(u32, f64)], p_enter: f64) -> Option<f64> {
     let (t, _) = table(lists, rows);
-    if t.lists == 0 {
+    if t.lists < 2 || !model::check(&t, &[]).pass() {
         return None;
     }
-    model::stepwise(&t, p_enter).map(|(fit, _, _)| fit.estimate())
+    model::stepwise(&t, p_enter)
+        .map(|(fit, _, _)| fit.estimate())
+        .filter(|v| v.is_finite())
 }
 
 pub fn estimate(h: &Histories, o: &Options) -> Result<Estimate, EstimateError> {
@@ -225,8 +247,19 @@ pub fn estimate(h: &Histories, o: &Options) -> Result<Estimate, EstimateError> {
                 .into(),
         ));
     }
+    let main = model::check(&t, &[]);
+    if !main.pass() {
+        return Err(EstimateError::Model(format!(
+            "no estimate exists for these histories: {} (usually lists that have no one in common: with two lists, or with every list apart, nothing says how many are on none)",
+            if main.exists {
+                "the model is not identifiable"
+            } else {
+                "even the model of independent lists has no maximum-likelihood estimate"
+            }
+        )));
+    }
     let (fit, terms, _rounds) = model::stepwise(&t, o.p_enter).ok_or_else(|| {
-        EstimateError::Model("the main-effects model cannot be fitted to these histories".into())
+        EstimateError::Model("a model of these histories could not be fitted".into())
     })?;
     let name = |&(i, j): &Pair| format!("{}:{}", h.lists[kept[i]], h.lists[kept[j]]);
     warnings.extend(caveats(&t, &kept, h));
@@ -327,6 +360,11 @@ fn bootstrap_intervals(h: &Histories, rows: &[(u32, f64)], o: &Options, e: &mut 
     }
     let a = jackknife_acceleration(h, o.p_enter);
     let levels = [0.95, 0.80];
+    if boots.is_empty() {
+        e.warnings
+            .push("no bootstrap resample could be estimated: no interval".into());
+        return;
+    }
     match bca(e.estimate, &mut boots, a, &levels) {
         Some((z0, intervals)) => {
             e.acceleration = Some(a);
@@ -351,7 +389,8 @@ pub fn jackknife_acceleration(h: &Histories, p_enter: f64) -> f64 {
             point(h.lists.len(), &less, p_enter).map(|v| (rows[r].1, v))
         })
         .collect();
-    acceleration(&jack)
+    let a = acceleration(&jack);
+    if a.is_finite() { a } else { 0.0 }
 }
 
 fn acceleration(jack: &[(f64, f64)]) -> f64 {
@@ -391,7 +430,13 @@ pub fn bca(point: f64, boots: &mut [f64], a: f64, levels: &[f64]) -> Option<(f64
     let z0 = stats::normal_quantile(below / boots.len() as f64);
     let limit = |alpha: f64| {
         let w = z0 + stats::normal_quantile(alpha);
-        let q = stats::normal_cdf(z0 + w / (1.0 - a * w));
+        let d = 1.0 - a * w;
+        // Past the formula's pole the limit is the extreme resample on that side.
+        let q = if d <= 0.0 {
+            if w > 0.0 { 1.0 } else { 0.0 }
+        } else {
+            stats::normal_cdf(z0 + w / d)
+        };
         stats::quantile_type8(boots, q)
     };
     let intervals = levels

@@ -29,7 +29,7 @@ use serde_json::json;
 
 use crate::access::{Denial, Role, TokenRecord};
 use crate::app::App;
-use crate::app::upload::{Refusal, RefusalKind, Uploads};
+use crate::app::upload::{Receipt, Refusal, RefusalKind, Uploads};
 use crate::config::ServeConfig;
 
 pub struct AppState {
@@ -74,6 +74,24 @@ impl AppState {
             )
         })
     }
+}
+
+/// Compacts, on a task of its own, what an upload made due — after its receipt and audit record
+/// are written, so a compaction can neither delay them nor, by outlasting the request's time
+/// limit, lose them.
+pub(crate) fn compact_later(st: &Shared, r: &Result<Receipt, Refusal>) {
+    let Ok(rc) = r else {
+        return;
+    };
+    if rc.compact.is_empty() {
+        return;
+    }
+    let (st, tables) = (st.clone(), rc.compact.clone());
+    tokio::spawn(async move {
+        if let Some(desk) = &st.uploads {
+            desk.compact(&tables).await;
+        }
+    });
 }
 
 pub fn router(state: Shared) -> Router {

@@ -344,6 +344,7 @@ pub async fn upload(State(st): State<Shared>, headers: HeaderMap, mut mp: Multip
             .into_response();
     };
     st.app.audit_upload(&rec, "page", &result);
+    super::compact_later(&st, &result);
     let status = match &result {
         Ok(_) => StatusCode::OK,
         Err(f) => refusal_status(f),

@@ -62,6 +62,7 @@ pub async fn create(
         },
     };
     st.app.audit_upload(&caller, "api", &result);
+    super::compact_later(&st, &result);
     match result {
         Ok(rc) => {
             let code = if rc.status == ReceiptStatus::Rejected {

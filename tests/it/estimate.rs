@@ -188,6 +188,22 @@ fn tip_estimate_on_the_command_line() {
     assert!(table.contains("two-list terms: b:c"), "{table}");
     assert!(table.contains("assumptions:"), "{table}");
 
+    // Two lists with no one in common say nothing about who is on neither: no number.
+    let apart = env.path("apart.csv");
+    std::fs::write(&apart, "police,ngo,count\n1,0,40\n0,1,25\n").unwrap();
+    let o = env.tip(&["estimate", "--histories", apart.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("no estimate exists"), "{}", stderr(&o));
+    // Counts past the bound are refused, not summed past u64 or drawn for ever.
+    let huge = env.path("huge.csv");
+    std::fs::write(&huge, "A,B,count\n1,0,18446744073709551615\n1,1,5\n0,1,3\n").unwrap();
+    let o = env.tip(&["estimate", "--histories", huge.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("more than 1000000 people"),
+        "{}",
+        stderr(&o)
+    );
+
     // A malformed file is refused naming the file, line and column.
     let bad = env.path("bad.csv");
     std::fs::write(&bad, "A,B,count\n1,0,5\n1,2,3\n").unwrap();
