@@ -449,9 +449,11 @@ impl Lake {
     }
 
     /// The record key and period of every row in `scope`: the rows the submission replaces or
-    /// removes, which is what an upsert, snapshot or withdrawal compares it with. Only these
-    /// rows are read (the same predicate as the commit, so the files that cannot hold them are
-    /// pruned by their statistics): the cost follows the submission, not the partner's history.
+    /// removes, which is what an upsert, snapshot or withdrawal compares it with. The filter is
+    /// the commit's own predicate, so files whose statistics rule it out are skipped — for up
+    /// to 20 keys (DataFusion does not prune by longer IN lists, and pseudonymous keys have no
+    /// order); otherwise the partner's files in the country are read, which compaction keeps
+    /// few.
     pub async fn scope_keys(
         &self,
         table_name: &str,
