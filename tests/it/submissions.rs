@@ -45,6 +45,12 @@ fn count(env: &Env, sql: &str) -> u64 {
     rows(env, sql)[0].parse().unwrap()
 }
 
+/// `SELECT count(...)` on the lake as it was at `as_of` (a lake version or a time).
+fn count_as_of(env: &Env, as_of: &str, sql: &str) -> u64 {
+    let out = ok(&env.tip(&["query", "--as-of", as_of, "--format", "csv", sql]));
+    out.lines().nth(1).expect("a row").parse().unwrap()
+}
+
 const WEEK1: [&str; 3] = [
     "N1,Ona,Petraitytė,2010-01-02,2025-11-03,female,presumed",
     "N2,Jonas,Kazlauskas,2009-05-06,2025-11-04,male,presumed",
@@ -197,15 +203,10 @@ fn compaction_keeps_the_live_files_few_and_every_row() {
     );
     // ... and time travel reads the lake as it was halfway, before most compactions.
     let halfway = halfway.unwrap();
-    let then = ok(&env.tip(&[
-        "query",
-        "--as-of",
-        &halfway,
-        "--format",
-        "csv",
-        "SELECT count(*) AS n FROM cases",
-    ]));
-    assert_eq!(then.lines().nth(1), Some("18"), "{then}");
+    assert_eq!(
+        count_as_of(&env, &halfway, "SELECT count(*) FROM cases"),
+        18
+    );
 }
 
 /// Time travel reaches back `lake.history_days` (400 days), not Delta's default of 30: no commit
@@ -247,15 +248,7 @@ fn commits_keep_log_entries_older_than_thirty_days() {
         "a commit deleted old log entries"
     );
     // ... and the lake still reads as it was after the first submission.
-    let then = ok(&env.tip(&[
-        "query",
-        "--as-of",
-        "1",
-        "--format",
-        "csv",
-        "SELECT count(*) AS n FROM cases",
-    ]));
-    assert_eq!(then.lines().nth(1), Some("3"), "{then}");
+    assert_eq!(count_as_of(&env, "1", "SELECT count(*) FROM cases"), 3);
 }
 
 #[test]
