@@ -12,6 +12,13 @@ if ! python3 -c "import duckdb" 2>/dev/null; then
   python3 -c "import duckdb" || { echo "scripts/test.sh: DuckDB (Python) could not be installed" >&2; exit 1; }
 fi
 
+# statsmodels (Python): the independent check of the estimator's fitted models.
+if ! python3 -c "import statsmodels" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check "statsmodels>=0.14" ||
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages "statsmodels>=0.14"
+  python3 -c "import statsmodels" || { echo "scripts/test.sh: statsmodels (Python) could not be installed" >&2; exit 1; }
+fi
+
 # A real browser for the report and upload-page tests: Debian's Chromium and ChromeDriver, driven
 # by Selenium from Python.
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then

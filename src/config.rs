@@ -42,6 +42,8 @@ pub struct TipConfig {
     pub audit: AuditConfig,
     #[serde(default)]
     pub maintain: MaintainConfig,
+    #[serde(default)]
+    pub estimate: EstimateConfig,
     /// Directory that relative paths are resolved against (where tip was started).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -136,6 +138,27 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig { batch_rows: 8192 }
+    }
+}
+
+/// `tip estimate`: named groupings of partners into lists.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EstimateConfig {
+    /// NAME → list → the organisation types or org ids on that list (`--lists NAME`).
+    pub lists: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+impl EstimateConfig {
+    /// The list an organisation is on in grouping `name`: by its org id first, then its type.
+    pub fn list_of<'a>(&'a self, name: &str, org: &Organisation) -> Option<&'a str> {
+        let g = self.lists.get(name)?;
+        let by = |key: &str| {
+            g.iter()
+                .find(|(_, members)| members.iter().any(|m| m == key))
+                .map(|(l, _)| l.as_str())
+        };
+        by(&org.org_id).or_else(|| by(&org.org_type))
     }
 }
 

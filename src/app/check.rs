@@ -84,6 +84,7 @@ impl App {
         self.check_pipelines(&mut r);
         self.check_presets(&mut r);
         self.check_extracts(&mut r).await;
+        self.check_estimate_lists(&mut r);
         if let Some(c) = &self.config.maintain.schedule {
             r.note(Cron::parse(c).map_err(|e| format!("maintain.schedule: {e}")));
         }
@@ -99,6 +100,43 @@ impl App {
             r.files.push(tokens);
         }
         Ok(r)
+    }
+
+    /// `[estimate.lists]`: each grouping's members are organisation types or registered org
+    /// ids, and no organisation is on two lists of one grouping.
+    fn check_estimate_lists(&self, r: &mut CheckReport) {
+        for (name, groups) in &self.config.estimate.lists {
+            let at = format!("estimate.lists.{name}");
+            if name == "partner" || name == "org_type" {
+                r.problems
+                    .push(format!("{at}: {name} is built in; choose another name"));
+            }
+            for (list, members) in groups {
+                for m in members {
+                    let known = self.catalog.lists["org_type"].codes.contains(m)
+                        || self.registry.organisations.iter().any(|o| &o.org_id == m);
+                    if !known {
+                        r.problems.push(format!(
+                            "{at}.{list}: {m:?} is neither an organisation type nor a registered org id"
+                        ));
+                    }
+                }
+            }
+            for o in &self.registry.organisations {
+                // An org id on a list overrides its type (as `list_of` reads it).
+                let by_id = groups.values().filter(|ms| ms.contains(&o.org_id)).count();
+                let by_type = groups
+                    .values()
+                    .filter(|ms| ms.contains(&o.org_type))
+                    .count();
+                if by_id > 1 || (by_id == 0 && by_type > 1) {
+                    r.problems.push(format!(
+                        "{at}: organisation {} is on more than one list",
+                        o.org_id
+                    ));
+                }
+            }
+        }
     }
 
     fn check_pipelines(&self, r: &mut CheckReport) {

@@ -1,18 +1,18 @@
-//! Multiple systems estimation ([`crate::estimate`]) for the command line: from a capture-history
-//! file in the layout researchers publish, so a published analysis can be reproduced.
+//! Multiple systems estimation ([`crate::estimate`]): from the lake (each linked person's lists
+//! in a period, per stratum), and from a capture-history file in the layout researchers
+//! publish, so a published analysis can be reproduced. Reads the lake only: no key.
 
 use std::path::Path;
 
-use super::{App, AppError};
-use crate::estimate::{self, Estimate, EstimateError, Histories, Options};
+use serde_json::json;
 
-/// The assumptions an estimate rests on, in plain words, shown next to every result.
-pub const ASSUMPTIONS: &[&str] = &[
-    "The population is closed over the period: no one joins or leaves it between the lists.",
-    "Each person is linked correctly across lists: one pseudonym per person, no two people under one.",
-    "Given the model's two-list terms, the lists are independent: a three-list dependence, or people who are harder to reach for every list alike, biases the estimate (usually down).",
-    "Everyone in the population had some chance of being on some list.",
-];
+use super::{Actor, App, AppError};
+use crate::estimate::capture::Stratum;
+use crate::estimate::{self, Estimate, EstimateError, Histories, Options};
+use crate::query::capture::{self, LakeEstimate, Selection};
+use crate::query::{QueryError, Session};
+
+pub use crate::estimate::ASSUMPTIONS;
 
 /// Capture histories larger than this are refused (a history table of twelve lists is tiny).
 const MAX_FILE: u64 = 16 * 1024 * 1024;
@@ -36,4 +36,66 @@ impl App {
         let h = Histories::from_csv(&name, &text)?;
         Ok(estimate::estimate(&h, o)?)
     }
+}
+
+impl App {
+    /// Estimates from the lake's cases in the selection, per stratum of `by` (`children`: only
+    /// persons registered as minors). Leaves an audit record: who asked what (no counts).
+    pub async fn estimate_lake(
+        &self,
+        sel: &Selection,
+        children: bool,
+        by: &[Stratum],
+        o: &Options,
+        actor: Actor<'_>,
+    ) -> Result<LakeEstimate, AppError> {
+        let mut sel = sel.clone();
+        if let Some(c) = &sel.country {
+            let Some(code) = self.catalog.country(c) else {
+                return Err(QueryError::Refused(format!(
+                    "--country {c:?}: not a country tip knows"
+                ))
+                .into());
+            };
+            sel.country = Some(code.to_string());
+        }
+        let sel = &sel;
+        let session = self.session(None).await?;
+        let g = capture::gather(&session, &self.registry, &self.config.estimate, sel).await?;
+        // The bootstrap is seconds of arithmetic: off the runtime's workers.
+        let (s, b, opts) = (sel.clone(), by.to_vec(), o.clone());
+        let mut e =
+            tokio::task::spawn_blocking(move || capture::estimates(&s, &g, children, &b, &opts))
+                .await
+                .map_err(|e| EstimateError::Model(format!("the estimate stopped: {e}")))??;
+        if let Some(w) = epochs_warning(&session).await? {
+            e.warnings.push(w);
+        }
+        self.record(
+            "estimate",
+            json!({"by": actor.by(), "selection": sel, "children": children,
+                   "strata": by, "rule": o.rule, "bootstrap": o.bootstrap, "seed": o.seed}),
+        )?;
+        Ok(e)
+    }
+}
+
+/// Pseudonyms of two key epochs never link: a person reported in both counts twice, on lists
+/// that seem not to overlap.
+pub async fn epochs_warning(session: &Session) -> Result<Option<String>, QueryError> {
+    let b = session
+        .run_trusted("SELECT CAST(count(DISTINCT epoch) AS BIGINT) FROM key_epochs")
+        .await?;
+    let n = b
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0);
+    Ok((n > 1).then(|| {
+        format!("the lake holds pseudonyms of {n} key epochs, which do not link: a person reported in two epochs counts as two, and the estimate is too high")
+    }))
 }

@@ -68,16 +68,13 @@ impl App {
         reproduce: Option<&Manifest>,
         actor: Actor<'_>,
     ) -> Result<Manifest, AppError> {
-        let m = extract::run(
-            &self.lake,
-            &self.catalog,
-            &self.registry,
-            def,
-            month,
-            out,
-            reproduce,
-        )
-        .await?;
+        let src = extract::Sources {
+            lake: &self.lake,
+            catalog: &self.catalog,
+            registry: &self.registry,
+            groupings: &self.config.estimate,
+        };
+        let m = extract::run(&src, def, month, out, reproduce).await?;
         self.record("extract", m.audit_fields(actor.by(), reproduce.is_some()))?;
         Ok(m)
     }

@@ -167,7 +167,8 @@ enum Command {
     /// Retention, compaction, checkpoints and vacuum of every table.
     Maintain,
     /// Estimate how many people there are, seen and unseen, from how often the same people are
-    /// on several lists (multiple systems estimation), from a capture-history file.
+    /// on several lists (multiple systems estimation): from the lake's linked cases, or from a
+    /// capture-history file.
     Estimate(estimate::Args),
     /// Erase a person's rows (by person_id) or one partner's case (by its case number) from
     /// every table, and purge the lake's history that held them (GDPR Art. 17).
@@ -353,7 +354,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { command } => token::run(&cli, command),
         Command::Check => check::run(&cli).await,
         Command::Maintain => maintain::run(&cli).await,
-        Command::Estimate(args) => estimate::run(&cli, args),
+        Command::Estimate(args) => estimate::run(&cli, args).await,
         Command::Erase {
             person_id,
             partner,

@@ -8,6 +8,7 @@
 //! and accelerated (BCa) bootstrap interval: the whole selection is rerun on each multinomial
 //! resample of the observed people, with a fixed seed so a result can be reproduced.
 
+pub mod capture;
 pub mod model;
 mod stats;
 
@@ -16,6 +17,7 @@ use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use serde::Serialize;
 
+pub use model::Rule;
 use model::{Pair, Table};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,14 @@ pub enum EstimateError {
     #[error("{0}")]
     Model(String),
 }
+
+/// The assumptions an estimate rests on, in plain words, shown next to every result.
+pub const ASSUMPTIONS: &[&str] = &[
+    "The population is closed over the period: no one joins or leaves it between the lists.",
+    "Each person is linked correctly across lists: one pseudonym per person, no two people under one.",
+    "Given the model's two-list terms, the lists are independent: a three-list dependence, or people who are harder to reach for every list alike, biases the estimate (usually down).",
+    "Everyone in the population had some chance of being on some list.",
+];
 
 /// Capture histories: one 0/1 flag per list and how many people have that history.
 #[derive(Debug, Clone)]
@@ -146,11 +156,14 @@ pub struct Options {
     /// Bootstrap resamples (1000); 0: no interval.
     pub bootstrap: usize,
     pub seed: u64,
+    /// How the model's two-list terms are chosen.
+    pub rule: Rule,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
+            rule: Rule::Stepwise,
             p_enter: 0.02,
             bootstrap: 1000,
             seed: 1234,
@@ -216,14 +229,14 @@ fn table(lists: usize, rows: &[(u32, f64)]) -> (Table, Vec<usize>) {
     (Table::new(kept.len(), &remapped), kept)
 }
 
-/// The stepwise point estimate of one set of rows; None when no model can be fitted.
-fn point(lists: usize, rows: &[(u32, f64)], p_enter: f64) -> Option<f64> {
+/// The point estimate of one set of rows by the rule; None when no model can be fitted.
+fn point(lists: usize, rows: &[(u32, f64)], o: &Options) -> Option<f64> {
     let (t, _) = table(lists, rows);
     if t.lists < 2 || !model::check(&t, &[]).pass() {
         return None;
     }
-    model::stepwise(&t, p_enter)
-        .map(|(fit, _, _)| fit.estimate())
+    model::select(&t, o.rule, o.p_enter)
+        .map(|(fit, _)| fit.estimate())
         .filter(|v| v.is_finite())
 }
 
@@ -258,7 +271,7 @@ pub fn estimate(h: &Histories, o: &Options) -> Result<Estimate, EstimateError> {
             }
         )));
     }
-    let (fit, terms, _rounds) = model::stepwise(&t, o.p_enter).ok_or_else(|| {
+    let (fit, terms) = model::select(&t, o.rule, o.p_enter).ok_or_else(|| {
         EstimateError::Model("a model of these histories could not be fitted".into())
     })?;
     let name = |&(i, j): &Pair| format!("{}:{}", h.lists[kept[i]], h.lists[kept[j]]);
@@ -286,16 +299,29 @@ pub fn estimate(h: &Histories, o: &Options) -> Result<Estimate, EstimateError> {
         bias_correction: None,
         checks_passed: model::check(&t, &terms).pass(),
         aic: fit.aic(),
-        rule: format!(
-            "Poisson log-linear model, main effects and the two-list terms chosen stepwise (enter at p < {}; Chan, Silverman & Vincent 2019)",
-            o.p_enter
-        ),
+        rule: rule_text(o),
         warnings,
     };
     if o.bootstrap > 0 {
         bootstrap_intervals(h, &rows, o, &mut e);
     }
     Ok(e)
+}
+
+/// The model choice in words.
+pub fn rule_text(o: &Options) -> String {
+    let choice = match o.rule {
+        Rule::Stepwise => format!(
+            "chosen stepwise (enter at p < {}; Chan, Silverman & Vincent 2019)",
+            o.p_enter
+        ),
+        Rule::Aic => "chosen by forward selection on AIC".to_string(),
+        Rule::Bic => {
+            "chosen by forward selection on BIC (log of the people observed per parameter)"
+                .to_string()
+        }
+    };
+    format!("Poisson log-linear model, main effects and the two-list terms {choice}")
 }
 
 /// What a reader should know about the data before trusting the number.
@@ -347,7 +373,7 @@ fn bootstrap_intervals(h: &Histories, rows: &[(u32, f64)], o: &Options, e: &mut 
             counts[k] += 1.0;
         }
         let resample: Vec<(u32, f64)> = rows.iter().zip(&counts).map(|(r, &n)| (r.0, n)).collect();
-        match point(lists, &resample, o.p_enter) {
+        match point(lists, &resample, o) {
             Some(v) if v.is_finite() => boots.push(v),
             _ => failed += 1,
         }
@@ -358,7 +384,7 @@ fn bootstrap_intervals(h: &Histories, rows: &[(u32, f64)], o: &Options, e: &mut 
             o.bootstrap
         ));
     }
-    let a = jackknife_acceleration(h, o.p_enter);
+    let a = jackknife_acceleration(h, o);
     let levels = [0.95, 0.80];
     if boots.is_empty() {
         e.warnings
@@ -379,14 +405,14 @@ fn bootstrap_intervals(h: &Histories, rows: &[(u32, f64)], o: &Options, e: &mut 
 
 /// The BCa acceleration â from the delete-one jackknife: the estimate with one person fewer of
 /// each observed history, weighted by how many people have that history.
-pub fn jackknife_acceleration(h: &Histories, p_enter: f64) -> f64 {
+pub fn jackknife_acceleration(h: &Histories, o: &Options) -> f64 {
     let rows: Vec<(u32, f64)> = h.rows.iter().map(|&(m, n)| (m, n as f64)).collect();
     let jack: Vec<(f64, f64)> = (0..rows.len())
         .filter(|&r| rows[r].1 > 0.0)
         .filter_map(|r| {
             let mut less = rows.clone();
             less[r].1 -= 1.0;
-            point(h.lists.len(), &less, p_enter).map(|v| (rows[r].1, v))
+            point(h.lists.len(), &less, o).map(|v| (rows[r].1, v))
         })
         .collect();
     let a = acceleration(&jack);

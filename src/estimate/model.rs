@@ -220,6 +220,11 @@ impl Fit {
 
     /// AIC, each −∞ term counted as a parameter (as SparseMSE does).
     pub fn aic(&self) -> f64 {
+        self.information(2.0)
+    }
+
+    /// −2 log-likelihood + `per_parameter` × parameters (each −∞ term counted as one).
+    pub fn information(&self, per_parameter: f64) -> f64 {
         let ll: f64 = self
             .design
             .y
@@ -227,7 +232,7 @@ impl Fit {
             .zip(&self.mu)
             .map(|(&y, &m)| y * m.ln() - m - super::stats::ln_gamma(y + 1.0))
             .sum();
-        -2.0 * ll + 2.0 * (self.beta.len() + self.design.empty.len()) as f64
+        -2.0 * ll + per_parameter * (self.beta.len() + self.design.empty.len()) as f64
     }
 }
 
@@ -381,6 +386,76 @@ pub fn stepwise(t: &Table, p_enter: f64) -> Option<(Fit, Vec<Pair>, Vec<Round>)>
         }
     }
     Some((current, model, rounds))
+}
+
+/// How the two-list terms of the model are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rule {
+    /// Chan, Silverman & Vincent (2019): add the pair least likely under the current fit while
+    /// its p-value is below the threshold.
+    Stepwise,
+    /// Forward selection by Akaike's criterion: add the pair that lowers AIC most, while one does.
+    Aic,
+    /// Forward selection by the Bayesian criterion (log of the people observed per parameter).
+    Bic,
+}
+
+impl Rule {
+    pub fn parse(s: &str) -> Option<Rule> {
+        match s {
+            "stepwise" => Some(Rule::Stepwise),
+            "aic" => Some(Rule::Aic),
+            "bic" => Some(Rule::Bic),
+            _ => None,
+        }
+    }
+}
+
+/// The chosen model by `rule`; None when even the main-effects model cannot be fitted.
+pub fn select(t: &Table, rule: Rule, p_enter: f64) -> Option<(Fit, Vec<Pair>)> {
+    match rule {
+        Rule::Stepwise => stepwise(t, p_enter).map(|(f, m, _)| (f, m)),
+        Rule::Aic => forward(t, |f| f.aic()),
+        Rule::Bic => {
+            let n = t.total().max(1.0);
+            forward(t, move |f| f.information(n.ln()))
+        }
+    }
+}
+
+/// Forward selection by an information criterion: from main effects, add the pair whose model
+/// passes the checks and has the lowest criterion, while that is lower than the current one.
+fn forward(t: &Table, criterion: impl Fn(&Fit) -> f64) -> Option<(Fit, Vec<Pair>)> {
+    let pairs = all_pairs(t.lists);
+    let mut model: Vec<Pair> = vec![];
+    let mut current = fit(design(t, &model))?;
+    let mut score = criterion(&current);
+    loop {
+        let mut best: Option<(f64, Pair, Fit)> = None;
+        for &p in pairs.iter().filter(|p| !model.contains(p)) {
+            let mut with = model.clone();
+            with.push(p);
+            if !check(t, &with).pass() {
+                continue;
+            }
+            let Some(f) = fit(design(t, &with)) else {
+                continue;
+            };
+            let c = criterion(&f);
+            if c.is_finite() && best.as_ref().is_none_or(|b| c < b.0) {
+                best = Some((c, p, f));
+            }
+        }
+        match best {
+            Some((c, p, f)) if c < score - 1e-9 => {
+                model.push(p);
+                current = f;
+                score = c;
+            }
+            _ => return Some((current, model)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,12 +7,11 @@ use arrow::array::StringArray;
 use arrow::datatypes::DataType;
 
 use super::definition::{ExtractDef, TableDef};
-use super::{ExtractError, TOTAL, UNKNOWN};
-use crate::config::Registry;
+use super::estimates::EstimateOut;
+use super::{ExtractError, Sources, TOTAL, UNKNOWN};
 use crate::disclosure::{self, Bound, Problem, Published};
-use crate::lake::{self, AsOf, Lake};
+use crate::lake::{self, AsOf};
 use crate::query::{QueryError, Session};
-use crate::schema::Catalog;
 use crate::util::months::shift_month;
 
 /// A protected table, laid out as rows (all dimensions but the last) × columns (the last).
@@ -65,6 +64,8 @@ impl TableOut {
 /// The result of building an extract, before it is written.
 pub struct Built {
     pub tables: Vec<TableOut>,
+    /// Multiple systems estimates per country and year.
+    pub estimates: Vec<EstimateOut>,
     pub lake_version: i64,
     pub table_versions: BTreeMap<String, i64>,
     /// The key epochs of the lake at that version: with more than one, a child reported in
@@ -97,13 +98,12 @@ type Index = (Vec<Vec<usize>>, Vec<usize>, Vec<usize>, usize);
 /// Counts, protects and audits every table of `def` for `month`, reading the lake at
 /// `lake_version` (a version of the submissions ledger; the latest when None).
 pub async fn build(
-    lake: &Lake,
-    catalog: &Catalog,
-    registry: &Registry,
+    src: &Sources<'_>,
     def: &ExtractDef,
     month: &str,
     lake_version: Option<i64>,
 ) -> Result<Built, ExtractError> {
+    let lake = src.lake;
     // The latest ledger version; -1 for a lake nothing was ingested into (empty tables).
     let version = match lake_version {
         Some(v) => v,
@@ -115,7 +115,7 @@ pub async fn build(
             .unwrap_or(-1),
     };
     let at = (version >= 0).then_some(AsOf::Version(version as u64));
-    let session = Session::open(lake, catalog, registry, at.as_ref()).await?;
+    let session = Session::open(lake, src.catalog, src.registry, at.as_ref()).await?;
     let first_month = shift_month(month, -11)
         .ok_or_else(|| ExtractError::Usage(format!("--month {month:?}: expected YYYY-MM")))?;
     let fill = |s: &str| {
@@ -127,8 +127,11 @@ pub async fn build(
         raws.push(count(&session, def, t, &fill).await?);
     }
     let tables = protect(def, raws, &fill)?;
+    let estimates =
+        super::estimates::build(&session, src.registry, src.groupings, def, month).await?;
     Ok(Built {
         tables,
+        estimates,
         lake_version: version,
         table_versions: session.versions.clone(),
         key_epochs: key_epochs(&session).await?,

@@ -45,6 +45,49 @@ pub struct TableDef {
     pub slice: BTreeMap<String, String>,
 }
 
+/// A table of multiple systems estimates: per reporting country (and the region) and year,
+/// the people identified and the estimate of all, seen and unseen, with its interval.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateDef {
+    pub name: String,
+    pub title: String,
+    /// What makes a list: partner, org_type or a grouping under `[estimate.lists]`.
+    #[serde(default = "default_lists")]
+    pub lists: String,
+    /// Only persons registered as minors.
+    #[serde(default)]
+    pub children: bool,
+    /// Years shown: the year of the month reported (January to that month) and the years
+    /// before it, whole.
+    #[serde(default = "default_years")]
+    pub years: i32,
+    /// Bootstrap resamples of each interval, and their seed (fixed: the extract reproduces).
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// No estimate is published for fewer linked people than this (nor below the threshold).
+    #[serde(default = "default_min_people")]
+    pub min_people: u64,
+}
+
+fn default_lists() -> String {
+    "org_type".into()
+}
+fn default_years() -> i32 {
+    2
+}
+fn default_bootstrap() -> usize {
+    1000
+}
+fn default_seed() -> u64 {
+    1234
+}
+fn default_min_people() -> u64 {
+    50
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractDef {
@@ -59,6 +102,8 @@ pub struct ExtractDef {
     pub charts: Charts,
     #[serde(rename = "table")]
     pub tables: Vec<TableDef>,
+    #[serde(rename = "estimate", default)]
+    pub estimates: Vec<EstimateDef>,
     #[serde(skip)]
     pub file: PathBuf,
     /// SHA-256 of the definition file.
@@ -113,6 +158,20 @@ fn check(def: &ExtractDef) -> Result<(), String> {
             if !t.dimensions.contains(d) {
                 return Err(format!("table {}: slice on {d}, not a dimension", t.name));
             }
+        }
+    }
+    for e in &def.estimates {
+        if !names.insert(e.name.as_str()) {
+            return Err(format!("table {} is defined twice", e.name));
+        }
+        if !(1..=5).contains(&e.years) {
+            return Err(format!("estimate {}: years from 1 to 5", e.name));
+        }
+        if e.bootstrap < 100 {
+            return Err(format!(
+                "estimate {}: at least 100 bootstrap resamples for a published interval",
+                e.name
+            ));
         }
     }
     for (role, name) in [("trend", &def.charts.trend), ("flows", &def.charts.flows)] {

@@ -30,7 +30,21 @@ pub struct Manifest {
     pub key_epochs: Vec<KeyEpochRef>,
     pub rules: Rules,
     pub tables: Vec<ManifestTable>,
+    /// The estimate tables: how each was made (rule, resamples, seed) and its rows.
+    #[serde(default)]
+    pub estimates: Vec<ManifestEstimate>,
     pub files: BTreeMap<String, ManifestFile>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ManifestEstimate {
+    pub name: String,
+    pub rule: String,
+    pub bootstrap: usize,
+    pub seed: u64,
+    pub rows: usize,
+    /// Rows with an estimate (the others say why not).
+    pub estimated: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,15 +119,15 @@ fn write_files(
         let (name, bytes) = match f {
             OutFormat::Csv => (
                 format!("{stem}.csv"),
-                render::csv::bytes(&built.tables, rules)?,
+                render::csv::bytes(&built.tables, &built.estimates, rules)?,
             ),
             OutFormat::Xlsx => (
                 format!("{stem}.xlsx"),
-                render::xlsx::bytes(def, month, &built.tables)?,
+                render::xlsx::bytes(def, month, built)?,
             ),
             OutFormat::Parquet => (
                 format!("{stem}.parquet"),
-                render::parquet::bytes(&built.tables, rules)?,
+                render::parquet::bytes(&built.tables, &built.estimates, rules)?,
             ),
             OutFormat::Html => (
                 format!("{stem}.html"),
@@ -141,28 +155,8 @@ fn write_files(
         table_versions: built.table_versions.clone(),
         key_epochs: built.key_epochs.clone(),
         rules: *rules,
-        tables: built
-            .tables
-            .iter()
-            .map(|t| {
-                let rows = t.long_rows();
-                ManifestTable {
-                    name: t.name.clone(),
-                    rows: rows.len(),
-                    suppressed_small: rows.iter().filter(|r| r.1 == Published::Small).count(),
-                    withheld: rows.iter().filter(|r| r.1 == Published::Withheld).count(),
-                    audit: t
-                        .bounds
-                        .iter()
-                        .map(|(c, l, u)| AuditEntry {
-                            categories: c.clone(),
-                            lower: *l,
-                            upper: *u,
-                        })
-                        .collect(),
-                }
-            })
-            .collect(),
+        tables: built.tables.iter().map(manifest_table).collect(),
+        estimates: built.estimates.iter().map(manifest_estimate).collect(),
         files,
     };
     let path = dir.join("manifest.json");
@@ -180,5 +174,35 @@ impl Manifest {
             "lake_version": self.lake_version, "reproduced": reproduced,
             "files": self.files.iter().map(|(k, v)| (k.clone(), v.sha256.clone())).collect::<BTreeMap<_, _>>(),
         })
+    }
+}
+
+fn manifest_table(t: &super::TableOut) -> ManifestTable {
+    let rows = t.long_rows();
+    ManifestTable {
+        name: t.name.clone(),
+        rows: rows.len(),
+        suppressed_small: rows.iter().filter(|r| r.1 == Published::Small).count(),
+        withheld: rows.iter().filter(|r| r.1 == Published::Withheld).count(),
+        audit: t
+            .bounds
+            .iter()
+            .map(|(c, l, u)| AuditEntry {
+                categories: c.clone(),
+                lower: *l,
+                upper: *u,
+            })
+            .collect(),
+    }
+}
+
+fn manifest_estimate(e: &super::EstimateOut) -> ManifestEstimate {
+    ManifestEstimate {
+        name: e.name.clone(),
+        rule: e.rule.clone(),
+        bootstrap: e.bootstrap,
+        seed: e.seed,
+        rows: e.rows.len(),
+        estimated: e.rows.iter().filter(|r| r.estimate.is_some()).count(),
     }
 }

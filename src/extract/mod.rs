@@ -9,17 +9,19 @@
 
 mod build;
 mod definition;
+pub mod estimates;
 mod manifest;
 mod render;
 
 use std::path::Path;
 
 pub use build::{Built, KeyEpochRef, TableOut, build};
-pub use definition::{Charts, ExtractDef, OutFormat, TableDef, load_extracts};
+pub use definition::{Charts, EstimateDef, ExtractDef, OutFormat, TableDef, load_extracts};
+pub use estimates::{EstimateOut, EstimateRow};
 pub use manifest::{AuditEntry, Manifest, ManifestFile, ManifestTable, write};
 pub use render::{grid, neutralise, rules_text};
 
-use crate::config::{ConfigError, Registry};
+use crate::config::{ConfigError, EstimateConfig, Registry};
 use crate::lake::{self, Lake};
 use crate::query::QueryError;
 use crate::schema::Catalog;
@@ -60,12 +62,18 @@ fn io_err(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> ExtractError + '_ {
     }
 }
 
+/// What an extract reads: the lake, its schemas, the registry and the estimates' groupings.
+pub struct Sources<'a> {
+    pub lake: &'a Lake,
+    pub catalog: &'a Catalog,
+    pub registry: &'a Registry,
+    pub groupings: &'a EstimateConfig,
+}
+
 /// `tip extract`: builds and writes one extract; with `reproduce`, from the lake version and
 /// definition a manifest records, and checks that every file is byte-identical.
 pub async fn run(
-    lake: &Lake,
-    catalog: &Catalog,
-    registry: &Registry,
+    src: &Sources<'_>,
     def: &ExtractDef,
     month: &str,
     out: &Path,
@@ -92,7 +100,7 @@ pub async fn run(
         }
         None => None,
     };
-    let built = build(lake, catalog, registry, def, month, version).await?;
+    let built = build(src, def, month, version).await?;
     if let Some(m) = reproduce
         && m.table_versions != built.table_versions
     {

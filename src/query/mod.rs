@@ -6,6 +6,7 @@
 
 mod answer;
 mod bounds;
+pub mod capture;
 mod encode;
 mod export;
 mod gate;

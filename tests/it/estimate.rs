@@ -3,7 +3,7 @@
 //! datasets, R's BCa limits from R's own bootstrap estimates, an interval of the same size from
 //! tip's own bootstrap, and `tip estimate` on the command line. Data: tests/fixtures/mse.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tip::estimate::{self, Histories, Options};
 
@@ -109,7 +109,7 @@ fn bca_limits_from_rs_bootstrap_are_rs() {
         let point_here = estimate::estimate(&h, &no_bootstrap()).unwrap().estimate;
         assert!((point_here - point).abs() < 5e-4);
         let point = point_here;
-        let a = estimate::jackknife_acceleration(&h, 0.02);
+        let a = estimate::jackknife_acceleration(&h, &Options::default());
         assert!(
             (a - a_r).abs() < 1e-5,
             "{name}: acceleration {a} against R's {a_r}"
@@ -213,5 +213,442 @@ fn tip_estimate_on_the_command_line() {
     assert!(
         err.contains("bad.csv: line 3, column B: expected 0 or 1"),
         "{err}"
+    );
+}
+
+/// Korea's 123 people (three lists b, c, d) as children reported in 2024 by three Lithuanian
+/// agencies: b the NGO, c the police, d child protection. Each agency writes its own case
+/// numbers, and the police write family names in capitals: only the pseudonym links them.
+/// Around them: a case with no birth date (cannot be linked), a case assessed as not a victim,
+/// an adult, a child from 2023, and a Latvian case, none of which may count.
+fn korea_lake(env: &Env) -> (PathBuf, Histories) {
+    let h = histories("Korea");
+    let partners = ["LT-NGO-01", "LT-POL-01", "LT-CP-01"];
+    let header =
+        "case_number,given_name,family_name,birth_date,registered_on,gender,status,exploitation\n";
+    let mut files: Vec<String> = vec![header.to_string(); 3];
+    let mut person = 0;
+    for &(mask, n) in &h.rows {
+        for _ in 0..n {
+            person += 1;
+            let sex = if person % 2 == 0 { "female" } else { "male" };
+            for (k, file) in files.iter_mut().enumerate() {
+                if mask >> k & 1 == 1 {
+                    let family = format!("Pavardenis{person}");
+                    let family = if k == 1 {
+                        family.to_uppercase()
+                    } else {
+                        family
+                    };
+                    file.push_str(&format!(
+                        "{k}-{person},Vaikas{person},{family},2010-{:02}-{:02},2024-{:02}-15,{sex},identified,sexual\n",
+                        person % 12 + 1,
+                        person % 28 + 1,
+                        (person + k) % 12 + 1
+                    ));
+                }
+            }
+        }
+    }
+    files[0].push_str("X-1,Nameless,,,2024-05-05,female,identified,labour\n");
+    files[1].push_str("X-2,Not,Victim,2011-02-02,2024-05-05,male,not_victim,\n");
+    files[0].push_str("X-3,Adult,Person,1990-02-02,2024-05-05,female,identified,labour\n");
+    files[1].push_str("X-4,Adult,Person,1990-02-02,2024-06-05,female,identified,labour\n");
+    files[2].push_str("X-5,Vaikas1,Pavardenis1,2010-02-02,2023-03-15,male,identified,sexual\n");
+    for (p, text) in partners.iter().zip(&files) {
+        let f = env.path(&format!("{p}.csv"));
+        std::fs::write(&f, text).unwrap();
+        let o = env.load_on(&env.lake, p, "case", &f);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let lv = env.path("lv.csv");
+    std::fs::write(
+        &lv,
+        format!("{header}L-1,Vaikas2,Pavardenis2,2010-03-03,2024-04-04,female,identified,sexual\n"),
+    )
+    .unwrap();
+    assert!(
+        env.load_on(&env.lake, "LV-POL-01", "case", &lv)
+            .status
+            .success()
+    );
+    // The same histories with the lists named as the lake names them, in the order it sorts
+    // them (LT-CP-01 = d, LT-NGO-01 = b, LT-POL-01 = c), rows by history.
+    let mut rows: Vec<(u32, u64)> = h
+        .rows
+        .iter()
+        .map(|&(m, n)| (((m >> 2) & 1) | ((m & 1) << 1) | (((m >> 1) & 1) << 2), n))
+        .collect();
+    rows.sort();
+    let mut csv = "LT-CP-01,LT-NGO-01,LT-POL-01,count\n".to_string();
+    for (m, n) in &rows {
+        csv.push_str(&format!("{},{},{},{n}\n", m & 1, m >> 1 & 1, m >> 2 & 1));
+    }
+    let file = env.path("korea-by-partner.csv");
+    std::fs::write(&file, csv).unwrap();
+    (file, h)
+}
+
+fn json_of(o: &std::process::Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_str(&stdout(o)).unwrap()
+}
+
+#[test]
+fn estimates_from_the_lake_are_those_of_its_capture_histories() {
+    let env = Env::new();
+    let (file, h) = korea_lake(&env);
+    let table = json_of(&env.tip(&[
+        "estimate",
+        "--capture-histories",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+        "--bootstrap",
+        "200",
+    ]));
+    let lake_args = |lists: &str| -> Vec<String> {
+        [
+            "estimate",
+            "--lists",
+            lists,
+            "--year",
+            "2024",
+            "--country",
+            "LT",
+            "--children",
+            "--format",
+            "json",
+            "--bootstrap",
+            "200",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let run = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        json_of(&env.tip(&a))
+    };
+    let lake = run(lake_args("partner"));
+    assert_eq!(lake["strata"].as_array().unwrap().len(), 1, "{lake}");
+    let e = &lake["strata"][0]["estimate"];
+    assert_eq!(e["observed"], h.observed(), "{lake}");
+    for k in [
+        "estimate",
+        "unobserved",
+        "intervals",
+        "terms",
+        "lists",
+        "aic",
+    ] {
+        assert_eq!(e[k], table[k], "{k}: lake {lake} table {table}");
+    }
+    assert!((e["estimate"].as_f64().unwrap() - 268.7778).abs() < 1e-3);
+    // What was left out is counted: the nameless case, the non-victim; the adult is not a
+    // child; 2023 and Latvia are outside the selection.
+    assert_eq!(lake["records_without_person_id"], 1, "{lake}");
+    assert_eq!(lake["records_not_victim"], 1, "{lake}");
+    let rows: u64 = h.rows.iter().map(|&(m, n)| m.count_ones() as u64 * n).sum();
+    assert_eq!(lake["records"], rows + 4, "{lake}");
+    assert_eq!(rows + 3, 210);
+    let warnings = lake["warnings"].to_string();
+    assert!(warnings.contains("1 of 210 case records"), "{warnings}");
+    assert!(warnings.contains("no person_id"), "{warnings}");
+
+    // Lists by kind of agency: the same three lists under other names, the same estimate.
+    let by_type = run(lake_args("org_type"));
+    let t = &by_type["strata"][0]["estimate"];
+    assert_eq!(
+        t["lists"],
+        serde_json::json!(["child_protection", "ngo", "police"])
+    );
+    assert_eq!(t["estimate"], e["estimate"]);
+    assert_eq!(t["intervals"], e["intervals"]);
+
+    // Without --children the adult (on two lists) counts; with --by sex the strata split the
+    // children and add up to them.
+    let mut all = lake_args("partner");
+    all.retain(|a| a != "--children");
+    let all = run(all);
+    assert_eq!(all["strata"][0]["people"], h.observed() + 1, "{all}");
+    let mut by = lake_args("partner");
+    by.extend(["--by".to_string(), "sex".to_string()]);
+    let by = run(by);
+    let strata = by["strata"].as_array().unwrap();
+    let sexes: Vec<&str> = strata
+        .iter()
+        .map(|s| s["stratum"]["sex"].as_str().unwrap())
+        .collect();
+    assert_eq!(sexes, ["female", "male"], "{by}");
+    let people: u64 = strata.iter().map(|s| s["people"].as_u64().unwrap()).sum();
+    assert_eq!(people, h.observed());
+    assert!(
+        strata
+            .iter()
+            .all(|s| s["estimate"]["estimate"].as_f64().is_some()),
+        "{by}"
+    );
+
+    // The table form says what was left out and the assumptions.
+    let mut text = lake_args("partner");
+    text.retain(|a| a != "json" && a != "--format");
+    let o = env.tip(&text.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = stdout(&o);
+    assert!(out.contains("children in LT, 2024"), "{out}");
+    assert!(out.contains("1 without person_id, 1 not a victim"), "{out}");
+    assert!(out.contains("estimate: 269 people (123 observed"), "{out}");
+    assert!(out.contains("assumptions:"), "{out}");
+}
+
+#[test]
+fn degenerate_selections_are_refused_or_warned_never_a_bare_number() {
+    let env = Env::new();
+    korea_lake(&env);
+    let refused = |args: &[&str], says: &str| {
+        let o = env.tip(args);
+        assert!(!o.status.success(), "{args:?}: {}", stdout(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    };
+    // An empty period.
+    refused(
+        &["estimate", "--year", "2019", "--bootstrap", "0"],
+        "no linked person in 2019-01..2019-12",
+    );
+    // Latvia has one list: nothing links anyone.
+    refused(
+        &[
+            "estimate",
+            "--year",
+            "2024",
+            "--country",
+            "LV",
+            "--bootstrap",
+            "0",
+        ],
+        "fewer than two lists",
+    );
+    refused(&["estimate", "--lists", "nope"], "--lists \"nope\"");
+    refused(&["estimate", "--country", "Atlantis"], "not a country");
+    refused(&["estimate", "--by", "shoe-size"], "--by \"shoe-size\"");
+    refused(&["estimate", "--rule", "vibes"], "--rule \"vibes\"");
+
+    // Two lists (a grouping of the configuration): an estimate, with the caveat next to it.
+    let cfg = env.path("tip.toml");
+    let mut text = std::fs::read_to_string(repo().join("pipelines/tip.toml")).unwrap();
+    text.push_str(
+        "\n[estimate.lists.two]\nenforcement = [\"police\"]\nsupport = [\"ngo\", \"LT-CP-01\"]\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let o = env.tip(&["--config", cfg, "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let v = json_of(&env.tip(&[
+        "--config",
+        cfg,
+        "estimate",
+        "--lists",
+        "two",
+        "--year",
+        "2024",
+        "--country",
+        "LT",
+        "--children",
+        "--format",
+        "json",
+        "--bootstrap",
+        "0",
+    ]));
+    let e = &v["strata"][0]["estimate"];
+    assert_eq!(
+        e["lists"],
+        serde_json::json!(["enforcement", "support"]),
+        "{v}"
+    );
+    assert!(e["warnings"].to_string().contains("only two lists"), "{v}");
+    // A grouping that puts one organisation on two lists fails `tip check`.
+    let bad = env.path("bad.toml");
+    let mut text = std::fs::read_to_string(repo().join("pipelines/tip.toml")).unwrap();
+    text.push_str(
+        "\n[estimate.lists.twice]\na = [\"police\"]\nb = [\"police\"]\nc = [\"no_such_type\"]\n",
+    );
+    std::fs::write(&bad, text).unwrap();
+    let o = env.tip(&["--config", bad.to_str().unwrap(), "check"]);
+    assert!(!o.status.success());
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(all.contains("is on more than one list"), "{all}");
+    assert!(all.contains("\"no_such_type\" is neither"), "{all}");
+}
+
+/// AIC and BIC: forward selection stops where no further term improves the criterion, and
+/// the criterion is the one statsmodels reports for the same model.
+#[test]
+fn aic_and_bic_choose_a_local_optimum() {
+    for name in ["Korea", "Western", "Kosovo"] {
+        let h = histories(name);
+        for rule in [estimate::Rule::Aic, estimate::Rule::Bic] {
+            let o = Options {
+                rule,
+                ..no_bootstrap()
+            };
+            let e = estimate::estimate(&h, &o).unwrap();
+            assert!(e.checks_passed, "{name} {rule:?}");
+            assert!(e.estimate > e.observed as f64, "{name} {rule:?}");
+            let fit = check_with_statsmodels(name, &e.terms);
+            assert!(
+                ((fit["aic"].as_f64().unwrap() - e.aic) / e.aic).abs() < 1e-6,
+                "{name} {rule:?}: tip {} statsmodels {fit}",
+                e.aic
+            );
+            assert!(e.rule.contains(if rule == estimate::Rule::Aic {
+                "AIC"
+            } else {
+                "BIC"
+            }));
+        }
+        // AIC charges less per term than BIC (log n > 2 here): it never takes fewer terms.
+        let terms = |rule| {
+            let o = Options {
+                rule,
+                ..no_bootstrap()
+            };
+            estimate::estimate(&h, &o).unwrap().terms.len()
+        };
+        assert!(
+            terms(estimate::Rule::Aic) >= terms(estimate::Rule::Bic),
+            "{name}"
+        );
+    }
+}
+
+/// Runs the independent check (statsmodels' Poisson GLM) on a dataset and model.
+fn check_with_statsmodels(name: &str, terms: &[String]) -> serde_json::Value {
+    let o = std::process::Command::new("python3")
+        .arg(repo().join("tests/python/mse_glm_check.py"))
+        .arg(fixture(name))
+        .arg(serde_json::to_string(terms).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Every published model, fitted by statsmodels' Poisson GLM: the same estimate and standard
+/// error of the intercept as tip's own IRLS.
+#[test]
+fn statsmodels_fits_the_same_models() {
+    for &(name, _, _) in REFERENCE {
+        let e = estimate::estimate(&histories(name), &no_bootstrap()).unwrap();
+        // `terms` holds every term in the order it entered, the never-overlapping ones too.
+        let fit = check_with_statsmodels(name, &e.terms);
+        let sm = fit["estimate"].as_f64().unwrap();
+        assert!(
+            (sm - e.estimate).abs() / e.estimate < 1e-6,
+            "{name}: tip {} statsmodels {sm}",
+            e.estimate
+        );
+        assert!(
+            ((fit["aic"].as_f64().unwrap() - e.aic) / e.aic).abs() < 1e-6,
+            "{name}: {fit} {}",
+            e.aic
+        );
+        // The model interval rests on the intercept's standard error.
+        let m = &e.model_interval;
+        let se = ((m.upper - e.observed as f64).ln() - (m.lower - e.observed as f64).ln())
+            / (2.0 * 1.959_963_984_540_054);
+        let sm_se = fit["intercept_se"].as_f64().unwrap();
+        assert!(
+            (se - sm_se).abs() / sm_se < 1e-4,
+            "{name}: tip se {se} statsmodels {sm_se}"
+        );
+    }
+}
+
+/// The regional extract publishes the estimate per country and year: the number identified
+/// protected like every count, the estimate and its interval rounded, and no estimate where
+/// there is too little to go on; the same figures as `tip estimate` gives.
+#[test]
+fn the_extract_publishes_estimates_per_country_and_year() {
+    let env = Env::new();
+    korea_lake(&env);
+    let out = env.path("extract");
+    let o = env.tip(&[
+        "extract",
+        "--month",
+        "2024-12",
+        "--name",
+        "regional-monthly",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("regional-monthly-2024-12.csv")).unwrap();
+    let value = |country: &str, year: &str, measure: &str| -> String {
+        let prefix = format!("estimated_children,year,{year},country,{country},measure,{measure},");
+        csv.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {csv}"))
+            .to_string()
+    };
+    let cli = json_of(&env.tip(&[
+        "estimate",
+        "--year",
+        "2024",
+        "--country",
+        "LT",
+        "--children",
+        "--format",
+        "json",
+    ]));
+    let e = &cli["strata"][0]["estimate"];
+    let round5 =
+        |v: &serde_json::Value| ((v.as_f64().unwrap().round() as u64 + 2) / 5 * 5).to_string();
+    assert_eq!(value("LT", "2024", "identified"), "125");
+    assert_eq!(value("LT", "2024", "estimate"), round5(&e["estimate"]));
+    assert_eq!(
+        value("LT", "2024", "lower_95"),
+        round5(&e["intervals"][0]["lower"])
+    );
+    assert_eq!(
+        value("LT", "2024", "upper_95"),
+        round5(&e["intervals"][0]["upper"])
+    );
+    // Latvia: one child, one list: the count is suppressed and nothing is estimated.
+    assert_eq!(value("LV", "2024", "identified"), "<11");
+    assert_eq!(value("LV", "2024", "estimate"), "not estimated");
+    // The year before (2023, one child): no estimate.
+    assert_eq!(value("Total", "2023", "estimate"), "not estimated");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["estimates"][0]["name"], "estimated_children");
+    assert_eq!(manifest["estimates"][0]["seed"], 1234);
+    let html = std::fs::read_to_string(out.join("regional-monthly-2024-12.html")).unwrap();
+    assert!(html.contains("How to read these estimates"));
+    assert!(html.contains("The population is closed over the period"));
+    // Reproduced byte for byte: the bootstrap's seed is fixed.
+    let again = env.path("again");
+    let o = env.tip(&[
+        "extract",
+        "--month",
+        "2024-12",
+        "--name",
+        "regional-monthly",
+        "--out",
+        again.to_str().unwrap(),
+        "--reproduce",
+        out.join("manifest.json").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    same_file(&out, &again, "regional-monthly-2024-12.csv");
+}
+
+fn same_file(a: &Path, b: &Path, name: &str) {
+    assert_eq!(
+        std::fs::read(a.join(name)).unwrap(),
+        std::fs::read(b.join(name)).unwrap(),
+        "{name}"
     );
 }

@@ -132,10 +132,26 @@ fn monthly_extract_is_protected_complete_and_reproducible() {
     assert!(csv.contains("\r\n"), "RFC 4180 line ends");
     let mut r = csv::Reader::from_reader(csv.as_bytes());
     let (mut numbers, mut small, mut withheld, mut zeros, mut rows) = (0, 0, 0, 0, 0);
+    // The estimate table's lines (identified, estimate, interval per country and year):
+    // protected counts or rounded estimates, or "not estimated"; outside the count audit.
+    let (mut est_rows, mut est_numbers, mut est_small) = (0, 0, 0);
     for rec in r.records() {
         let rec = rec.unwrap();
         rows += 1;
         let count = &rec[7];
+        if &rec[0] == "estimated_children" {
+            est_rows += 1;
+            match count {
+                "not estimated" => {}
+                "<11" => est_small += 1,
+                n => {
+                    let n: u64 = n.parse().unwrap_or_else(|_| panic!("estimate {n:?}"));
+                    assert!(n == 0 || (n >= 15 && n.is_multiple_of(5)), "published {n}");
+                    est_numbers += 1;
+                }
+            }
+            continue;
+        }
         match count {
             "0" => zeros += 1,
             "<11" => small += 1,
@@ -148,7 +164,11 @@ fn monthly_extract_is_protected_complete_and_reproducible() {
         }
     }
     let manifest_rows: u64 = tables.iter().map(|t| t["rows"].as_u64().unwrap()).sum();
-    assert_eq!(rows, manifest_rows);
+    assert_eq!(rows, manifest_rows + est_rows);
+    let estimates = &manifest["estimates"][0];
+    assert_eq!(estimates["name"], "estimated_children", "{manifest}");
+    assert_eq!(est_rows, 4 * estimates["rows"].as_u64().unwrap());
+    assert!(est_numbers > 0, "the region has an estimate");
     assert!(
         numbers > 0 && small > 0 && zeros > 0,
         "{numbers} {small} {zeros}"
@@ -197,7 +217,11 @@ fn monthly_extract_is_protected_complete_and_reproducible() {
     );
     assert_eq!(
         String::from_utf8_lossy(&py.stdout).trim(),
-        format!("({rows}, {}, {small})", numbers + zeros)
+        format!(
+            "({rows}, {}, {})",
+            numbers + zeros + est_numbers,
+            small + est_small
+        )
     );
 
     // New data for the same month arrives (from a partner that had sent no cases: a partner's
@@ -260,7 +284,8 @@ fn monthly_extract_is_protected_complete_and_reproducible() {
     let seen: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
     assert!(seen["trend_series"].as_u64().unwrap() >= 3, "{seen}");
     assert!(seen["flows"].as_u64().unwrap() >= 1, "{seen}");
-    assert_eq!(seen["tables"].as_u64().unwrap(), 6, "{seen}");
+    // Six count tables and the estimate table.
+    assert_eq!(seen["tables"].as_u64().unwrap(), 7, "{seen}");
     assert!(seen["trend_width"].as_u64().unwrap() > 300, "{seen}");
     assert!(
         std::fs::metadata(&shot).unwrap().len() > 10_000,

@@ -1,11 +1,16 @@
 //! The CSV of an extract: RFC 4180, one line per published number.
 
-use super::{LONG_HEADER, long_fields, neutralise};
+use super::{LONG_HEADER, estimate_lines, long_fields, neutralise};
 use crate::disclosure::Rules;
-use crate::extract::{ExtractError, TableOut};
+use crate::extract::{EstimateOut, ExtractError, TableOut};
 
-/// RFC 4180: CRLF line ends, quotes where needed, formula-like text neutralised.
-pub fn bytes(tables: &[TableOut], rules: &Rules) -> Result<Vec<u8>, ExtractError> {
+/// RFC 4180: CRLF line ends, quotes where needed, formula-like text neutralised. Estimate
+/// tables follow the count tables, one line per measure (identified, estimate, limits).
+pub fn bytes(
+    tables: &[TableOut],
+    estimates: &[EstimateOut],
+    rules: &Rules,
+) -> Result<Vec<u8>, ExtractError> {
     let err = |e: &dyn std::fmt::Display| ExtractError::Io {
         path: "csv".into(),
         message: e.to_string(),
@@ -21,6 +26,13 @@ pub fn bytes(tables: &[TableOut], rules: &Rules) -> Result<Vec<u8>, ExtractError
                 .map(|s| neutralise(s))
                 .collect();
             rec.push(neutralise(&p.label(rules)));
+            w.write_record(&rec).map_err(|e| err(&e))?;
+        }
+    }
+    for e in estimates {
+        for (fields, label, _) in estimate_lines(e, rules) {
+            let mut rec: Vec<String> = fields.iter().map(|s| neutralise(s)).collect();
+            rec.push(label);
             w.write_record(&rec).map_err(|e| err(&e))?;
         }
     }

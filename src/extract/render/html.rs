@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::{grid, rules_text};
 use crate::disclosure::Published;
-use crate::extract::{Built, ExtractDef, TableOut};
+use crate::extract::{Built, EstimateOut, ExtractDef, TableOut};
 use crate::util::html::escape;
 use crate::util::months::shift_month;
 
@@ -87,11 +87,59 @@ pub fn report(def: &ExtractDef, month: &str, built: &Built) -> String {
         }
         h.push_str("</table></div>\n");
     }
+    for e in &built.estimates {
+        h.push_str(&estimate_section(e, rules));
+    }
     h.push_str("<h2 id=\"rules\">How these figures are protected</h2>\n<ul class=\"rules\">\n");
     for line in rules_text(rules).iter().skip(1) {
         let _ = writeln!(h, "<li>{}</li>", escape(line));
     }
     h.push_str("</ul>\n</body>\n</html>\n");
+    h
+}
+
+/// An estimate table, with what the numbers mean and rest on, in plain words.
+fn estimate_section(e: &EstimateOut, rules: &crate::disclosure::Rules) -> String {
+    let who = if e.children { "children" } else { "people" };
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<h2 id=\"{}\">{}</h2>\n<p>The counts above are of {who} who were identified. Many are never identified by any agency. \
+         Multiple systems estimation works out how many there probably are in all, identified or not, from how often the same {who} \
+         (linked by pseudonym, never by name) were reported by several kinds of agency: the more often the lists overlap, the fewer are missed. \
+         Each row is a reporting country, or the whole region (Total), and a calendar year (the current one up to the month reported).</p>\n<div class=\"scroll\"><table>\n",
+        escape(&e.name),
+        escape(&e.title)
+    );
+    for (r, line) in super::xlsx::estimate_grid(e, rules).iter().enumerate() {
+        h.push_str("<tr>");
+        for (c, cell) in line.iter().enumerate() {
+            let tag = if r == 0 { "th" } else { "td" };
+            let class = if !(3..=6).contains(&c) {
+                " class=\"k\""
+            } else if cell.starts_with('<') || cell == super::super::estimates::NOT_ESTIMATED {
+                " class=\"s\""
+            } else {
+                ""
+            };
+            let _ = write!(h, "<{tag}{class}>{}</{tag}>", escape(cell));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table></div>\n<h3>How to read these estimates</h3>\n<ul class=\"rules\">\n");
+    let reading = [
+        format!("The 95% interval is where the true number probably lies: it comes from re-running the whole estimate on {} resamples of the identified {who} (BCa bootstrap, fixed seed {}, so the figures can be reproduced). The estimate is the most likely single figure, not an exact count.", e.bootstrap, e.seed),
+        format!("Model: {}.", e.rule),
+        "No estimate is published where too few linked people, too few lists or too little overlap between them would make a number misleading.".to_string(),
+    ];
+    for line in reading
+        .iter()
+        .map(String::as_str)
+        .chain(crate::estimate::ASSUMPTIONS.iter().copied())
+    {
+        let _ = writeln!(h, "<li>{}</li>", escape(line));
+    }
+    h.push_str("</ul>\n");
     h
 }
 

@@ -7,6 +7,7 @@ pub mod xlsx;
 
 use super::TOTAL;
 use super::build::TableOut;
+use super::estimates::EstimateOut;
 use crate::disclosure::Rules;
 
 /// A text cell that a spreadsheet would run as a formula gets a leading apostrophe.
@@ -36,6 +37,29 @@ pub(crate) fn long_fields(t: &TableOut, cats: &[String]) -> Vec<String> {
         v.push(cats.get(i).cloned().unwrap_or_default());
     }
     v
+}
+
+/// The long-form lines of an estimate table: (the seven text fields, label, number).
+pub(crate) fn estimate_lines(
+    e: &EstimateOut,
+    rules: &Rules,
+) -> Vec<(Vec<String>, String, Option<u64>)> {
+    let mut out = vec![];
+    for r in &e.rows {
+        for (measure, label, number) in r.measures(rules) {
+            let fields = [
+                e.name.as_str(),
+                "year",
+                r.year.as_str(),
+                "country",
+                r.country.as_str(),
+                "measure",
+                measure,
+            ];
+            out.push((fields.map(str::to_string).to_vec(), label, number));
+        }
+    }
+    out
 }
 
 /// A grid of labels: header, then one line per row key, then the totals line.

@@ -7,11 +7,15 @@ use arrow::array::{ArrayRef, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 
-use super::{LONG_HEADER, long_fields};
+use super::{LONG_HEADER, estimate_lines, long_fields};
 use crate::disclosure::Rules;
-use crate::extract::{ExtractError, TableOut};
+use crate::extract::{EstimateOut, ExtractError, TableOut};
 
-pub fn bytes(tables: &[TableOut], rules: &Rules) -> Result<Vec<u8>, ExtractError> {
+pub fn bytes(
+    tables: &[TableOut],
+    estimates: &[EstimateOut],
+    rules: &Rules,
+) -> Result<Vec<u8>, ExtractError> {
     let err = |e: &dyn std::fmt::Display| ExtractError::Io {
         path: "parquet".into(),
         message: e.to_string(),
@@ -26,6 +30,15 @@ pub fn bytes(tables: &[TableOut], rules: &Rules) -> Result<Vec<u8>, ExtractError
             }
             count.push(p.number().map(|n| n as i64));
             flag.push(p.suppressed().then(|| p.label(rules)));
+        }
+    }
+    for e in estimates {
+        for (fields, label, number) in estimate_lines(e, rules) {
+            for (i, s) in fields.into_iter().enumerate() {
+                text[i].push(Some(s));
+            }
+            count.push(number.map(|n| n as i64));
+            flag.push(number.is_none().then_some(label));
         }
     }
     let mut fields: Vec<Field> = LONG_HEADER[..7]

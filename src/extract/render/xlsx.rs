@@ -1,9 +1,10 @@
 //! The workbook of an extract: a sheet with the rules, then a sheet per table.
 
 use super::{grid, rules_text};
-use crate::extract::{ExtractDef, ExtractError, TableOut};
+use crate::extract::{Built, EstimateOut, ExtractDef, ExtractError};
 
-pub fn bytes(def: &ExtractDef, month: &str, tables: &[TableOut]) -> Result<Vec<u8>, ExtractError> {
+pub fn bytes(def: &ExtractDef, month: &str, built: &Built) -> Result<Vec<u8>, ExtractError> {
+    let tables = &built.tables;
     use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, Workbook};
     let err = |e: &dyn std::fmt::Display| ExtractError::Io {
         path: "xlsx".into(),
@@ -59,5 +60,62 @@ pub fn bytes(def: &ExtractDef, month: &str, tables: &[TableOut]) -> Result<Vec<u
             }
         }
     }
+    for (n, e) in built.estimates.iter().enumerate() {
+        let ws = wb.add_worksheet();
+        let sheet: String = format!("{} {}", tables.len() + n + 1, e.name)
+            .chars()
+            .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
+            .take(31)
+            .collect();
+        ws.set_name(&sheet).map_err(|e| err(&e))?;
+        ws.write_string_with_format(0, 0, format!("{}, {month}", e.title), &bold)
+            .map_err(|e| err(&e))?;
+        for (r, line) in estimate_grid(e, rules).iter().enumerate() {
+            for (c, cell) in line.iter().enumerate() {
+                let (row, col) = (r as u32 + 2, c as u16);
+                match cell.parse::<u64>() {
+                    Ok(v) if r > 0 && (3..=6).contains(&c) => {
+                        ws.write_number(row, col, v as f64).map_err(|e| err(&e))?;
+                    }
+                    _ if r == 0 => {
+                        ws.write_string_with_format(row, col, cell, &bold)
+                            .map_err(|e| err(&e))?;
+                    }
+                    _ => {
+                        ws.write_string(row, col, cell).map_err(|e| err(&e))?;
+                    }
+                }
+            }
+        }
+    }
     wb.save_to_buffer().map_err(|e| err(&e))
+}
+
+/// An estimate table as a grid: header, then one line per country and year.
+pub(crate) fn estimate_grid(e: &EstimateOut, rules: &crate::disclosure::Rules) -> Vec<Vec<String>> {
+    let mut out = vec![
+        [
+            "year",
+            "months",
+            "country",
+            "identified",
+            "estimate",
+            "95% interval from",
+            "95% interval to",
+            "lists",
+            "two-list terms",
+            "note",
+        ]
+        .map(str::to_string)
+        .to_vec(),
+    ];
+    for r in &e.rows {
+        let mut line = vec![r.year.clone(), r.months.clone(), r.country.clone()];
+        line.extend(r.measures(rules).into_iter().map(|m| m.1));
+        line.push(r.lists.join(", "));
+        line.push(r.terms.join(", "));
+        line.push(r.note.clone());
+        out.push(line.into_iter().map(|s| super::neutralise(&s)).collect());
+    }
+    out
 }
