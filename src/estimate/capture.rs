@@ -119,6 +119,11 @@ impl Capture {
         self.people.len()
     }
 
+    /// Distinct persons placed on a list who were registered as minors.
+    pub fn children(&self) -> usize {
+        self.people.values().filter(|p| p.minor == Some(true)).count()
+    }
+
     /// The lists, sorted by name.
     pub fn lists(&self) -> Vec<String> {
         let mut v = self.names.clone();

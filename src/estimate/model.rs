@@ -335,19 +335,20 @@ fn solve(a: &[Vec<f64>], b: &[f64]) -> Option<Vec<f64>> {
     Some((0..n).map(|i| m[i][n] / m[i][i]).collect())
 }
 
-/// One round of the stepwise rule: each pair not in the model, with its p-value.
-pub type Round = Vec<(Pair, f64)>;
-
-/// The stepwise choice of two-list terms (threshold `p_enter`, 0.02 by the paper), and the
-/// rounds it went through. None when even the main-effects model cannot be fitted.
-pub fn stepwise(t: &Table, p_enter: f64) -> Option<(Fit, Vec<Pair>, Vec<Round>)> {
+/// The stepwise choice of two-list terms (threshold `p_enter`, 0.02 by the paper). None when
+/// even the main-effects model cannot be fitted.
+///
+/// Each round takes the pair with the smallest p whose model passes the checks (a pair whose
+/// model fails has p = 1 in SparseMSE, so it never enters). The checks are a linear programme
+/// each: they run on the candidates in order of p, only until one passes — the same choice as
+/// checking every pair, at a fraction of the cost.
+pub fn stepwise(t: &Table, p_enter: f64) -> Option<(Fit, Vec<Pair>)> {
     let pairs = all_pairs(t.lists);
     let observed: Vec<f64> = pairs.iter().map(|&p| t.overlap(p)).collect();
     let mut model: Vec<Pair> = vec![];
     let mut current = fit(design(t, &model))?;
-    let mut rounds = vec![];
-    for _ in 0..pairs.len() {
-        let mut round: Round = vec![];
+    loop {
+        let mut round: Vec<(f64, usize)> = vec![];
         for (k, &(i, j)) in pairs.iter().enumerate() {
             if model.contains(&(i, j)) {
                 continue;
@@ -361,31 +362,27 @@ pub fn stepwise(t: &Table, p_enter: f64) -> Option<(Fit, Vec<Pair>, Vec<Round>)>
                 .map(|(_, m)| m)
                 .sum();
             let n = observed[k];
-            let mut p = poisson_le(n, expected).min(poisson_ge(n, expected));
-            let mut with = model.clone();
-            with.push((i, j));
-            if !check(t, &with).pass() {
-                p = 1.0;
-            }
-            round.push(((i, j), p));
+            round.push((poisson_le(n, expected).min(poisson_ge(n, expected)), k));
         }
-        // The smallest p; ties go to the first pair in order.
-        let best = round
+        // Smallest p first; ties go to the first pair in order.
+        round.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let chosen = round
             .iter()
-            .fold(None::<(Pair, f64)>, |b, &(q, p)| match b {
-                Some((_, bp)) if bp <= p => b,
-                _ => Some((q, p)),
+            .take_while(|(p, _)| *p < p_enter)
+            .map(|&(_, k)| pairs[k])
+            .find(|&pair| {
+                let mut with = model.clone();
+                with.push(pair);
+                check(t, &with).pass()
             });
-        rounds.push(round);
-        match best {
-            Some((pair, p)) if p < p_enter => {
+        match chosen {
+            Some(pair) => {
                 model.push(pair);
                 current = fit(design(t, &model))?;
             }
-            _ => break,
+            None => return Some((current, model)),
         }
     }
-    Some((current, model, rounds))
 }
 
 /// How the two-list terms of the model are chosen.
@@ -415,7 +412,7 @@ impl Rule {
 /// The chosen model by `rule`; None when even the main-effects model cannot be fitted.
 pub fn select(t: &Table, rule: Rule, p_enter: f64) -> Option<(Fit, Vec<Pair>)> {
     match rule {
-        Rule::Stepwise => stepwise(t, p_enter).map(|(f, m, _)| (f, m)),
+        Rule::Stepwise => stepwise(t, p_enter),
         Rule::Aic => forward(t, |f| f.aic()),
         Rule::Bic => {
             let n = t.total().max(1.0);
@@ -426,34 +423,38 @@ pub fn select(t: &Table, rule: Rule, p_enter: f64) -> Option<(Fit, Vec<Pair>)> {
 
 /// Forward selection by an information criterion: from main effects, add the pair whose model
 /// passes the checks and has the lowest criterion, while that is lower than the current one.
+/// Candidates are fitted first and checked (a linear programme) in order of their criterion,
+/// only until one passes.
 fn forward(t: &Table, criterion: impl Fn(&Fit) -> f64) -> Option<(Fit, Vec<Pair>)> {
     let pairs = all_pairs(t.lists);
     let mut model: Vec<Pair> = vec![];
     let mut current = fit(design(t, &model))?;
     let mut score = criterion(&current);
     loop {
-        let mut best: Option<(f64, Pair, Fit)> = None;
-        for &p in pairs.iter().filter(|p| !model.contains(p)) {
+        let mut candidates: Vec<(f64, usize, Fit)> = vec![];
+        for (k, p) in pairs.iter().enumerate().filter(|(_, p)| !model.contains(p)) {
             let mut with = model.clone();
-            with.push(p);
-            if !check(t, &with).pass() {
-                continue;
-            }
-            let Some(f) = fit(design(t, &with)) else {
-                continue;
-            };
-            let c = criterion(&f);
-            if c.is_finite() && best.as_ref().is_none_or(|b| c < b.0) {
-                best = Some((c, p, f));
+            with.push(*p);
+            if let Some(f) = fit(design(t, &with)) {
+                let c = criterion(&f);
+                if c.is_finite() && c < score - 1e-9 {
+                    candidates.push((c, k, f));
+                }
             }
         }
-        match best {
-            Some((c, p, f)) if c < score - 1e-9 => {
-                model.push(p);
+        candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let chosen = candidates.into_iter().find(|(_, k, _)| {
+            let mut with = model.clone();
+            with.push(pairs[*k]);
+            check(t, &with).pass()
+        });
+        match chosen {
+            Some((c, k, f)) => {
+                model.push(pairs[k]);
                 current = f;
                 score = c;
             }
-            _ => return Some((current, model)),
+            None => return Some((current, model)),
         }
     }
 }

@@ -136,10 +136,10 @@ async fn build_one(
             let g = capture::gather(session, registry, groupings, &sel)
                 .await
                 .map_err(qerr)?;
-            rows.push(row(&sel, &g, e, &o, &def.disclosure, &c)?);
+            rows.push(row(&sel, &g, e, &o, &def.disclosure, &c));
         }
         sel.country = None;
-        rows.push(row(&sel, &region, e, &o, &def.disclosure, super::TOTAL)?);
+        rows.push(row(&sel, &region, e, &o, &def.disclosure, super::TOTAL));
     }
     Ok(EstimateOut {
         name: e.name.clone(),
@@ -159,26 +159,36 @@ fn row(
     o: &Options,
     rules: &Rules,
     country: &str,
-) -> Result<EstimateRow, ExtractError> {
+) -> EstimateRow {
     debug_assert_eq!(o.rule, Rule::Stepwise);
-    let all = capture::estimates(sel, g, e.children, &[], o)
-        .map_err(|err| ExtractError::Usage(format!("estimate {}: {err}", e.name)))?;
-    let s = &all.strata[0];
     let mut r = EstimateRow {
         year: sel.from[..4].to_string(),
         months: format!("{}..{}", sel.from, sel.to),
         country: country.to_string(),
-        identified: protect(s.people, rules),
+        identified: Published::Zero,
         estimate: None,
-        lists: all.lists.clone(),
+        lists: g.capture.lists(),
         terms: vec![],
         note: String::new(),
     };
+    let c = &g.capture;
+    let people = if e.children { c.children() } else { c.people() } as u64;
+    r.identified = protect(people, rules);
     let least = e.min_people.max(rules.threshold);
-    if s.people < least {
+    if people < least {
         r.note = format!("fewer than {least} linked people: not estimated");
-        return Ok(r);
+        return r;
     }
+    // More lists than an estimate takes (lists by partner across a region): the row says so,
+    // the rest of the extract is published.
+    let all = match capture::estimates(sel, g, e.children, &[], o) {
+        Ok(all) => all,
+        Err(err) => {
+            r.note = format!("not estimated: {}", short_reason(&err.to_string()));
+            return r;
+        }
+    };
+    let s = &all.strata[0];
     match (&s.estimate, &s.refused) {
         (Some(est), _) => match est.intervals.iter().find(|i| i.level == 0.95) {
             Some(i) => {
@@ -196,7 +206,7 @@ fn row(
             )
         }
     }
-    Ok(r)
+    r
 }
 
 /// Warnings a reader of the published table needs, without any count.
