@@ -121,7 +121,10 @@ impl Capture {
 
     /// Distinct persons placed on a list who were registered as minors.
     pub fn children(&self) -> usize {
-        self.people.values().filter(|p| p.minor == Some(true)).count()
+        self.people
+            .values()
+            .filter(|p| p.minor == Some(true))
+            .count()
     }
 
     /// The lists, sorted by name.

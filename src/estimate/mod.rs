@@ -341,6 +341,16 @@ fn caveats(t: &Table, kept: &[usize], h: &Histories) -> Vec<String> {
             pairs.len()
         ));
     }
+    let sparse = pairs
+        .iter()
+        .filter(|p| (1.0..5.0).contains(&t.overlap(**p)))
+        .count();
+    if sparse > 0 {
+        out.push(format!(
+            "{sparse} of {} pairs of lists share fewer than 5 people: the two-list terms rest on very few people",
+            pairs.len()
+        ));
+    }
     if h.observed() < 50 {
         out.push(format!(
             "only {} people observed: the interval is wide and the model choice unstable",

@@ -652,3 +652,25 @@ fn same_file(a: &Path, b: &Path, name: &str) {
         "{name}"
     );
 }
+
+/// The Dutch lists: two pairs never overlap and five share fewer than five people; the
+/// estimate comes with both caveats.
+#[test]
+fn sparse_and_missing_overlaps_are_warned() {
+    let e = estimate::estimate(&histories("Ned"), &no_bootstrap()).unwrap();
+    let w = e.warnings.join("\n");
+    assert!(
+        w.contains("2 of 15 pairs of lists have no one in common"),
+        "{w}"
+    );
+    assert!(
+        w.contains("5 of 15 pairs of lists share fewer than 5 people"),
+        "{w}"
+    );
+    let e = estimate::estimate(&histories("Kosovo"), &no_bootstrap()).unwrap();
+    assert!(
+        !e.warnings.iter().any(|w| w.contains("pairs of lists")),
+        "{:?}",
+        e.warnings
+    );
+}
