@@ -216,6 +216,19 @@ impl App {
                         .map_err(|e| format!("{}: table {}: {e}", d.file.display(), t.name)),
                 );
             }
+            for e in &d.estimates {
+                let known = e.lists == "partner"
+                    || e.lists == "org_type"
+                    || self.config.estimate.lists.contains_key(&e.lists);
+                if !known {
+                    r.problems.push(format!(
+                        "{}: estimate {}: lists {:?} is not partner, org_type or a grouping under [estimate.lists]",
+                        d.file.display(),
+                        e.name,
+                        e.lists
+                    ));
+                }
+            }
         }
     }
 }

@@ -49,6 +49,29 @@ impl App {
         o: &Options,
         actor: Actor<'_>,
     ) -> Result<LakeEstimate, AppError> {
+        let result = self.estimate_lake_unrecorded(sel, children, by, o).await;
+        // Refused requests are recorded too; the record never carries a count.
+        let status = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("refused: {e}"),
+        };
+        let versions = result.as_ref().ok().map(|e| e.table_versions.clone());
+        self.record(
+            "estimate",
+            json!({"by": actor.by(), "selection": sel, "children": children,
+                   "strata": by, "rule": o.rule, "bootstrap": o.bootstrap, "seed": o.seed,
+                   "table_versions": versions, "status": status}),
+        )?;
+        result
+    }
+
+    async fn estimate_lake_unrecorded(
+        &self,
+        sel: &Selection,
+        children: bool,
+        by: &[Stratum],
+        o: &Options,
+    ) -> Result<LakeEstimate, AppError> {
         let mut sel = sel.clone();
         if let Some(c) = &sel.country {
             let Some(code) = self.catalog.country(c) else {
@@ -71,11 +94,8 @@ impl App {
         if let Some(w) = epochs_warning(&session).await? {
             e.warnings.push(w);
         }
-        self.record(
-            "estimate",
-            json!({"by": actor.by(), "selection": sel, "children": children,
-                   "strata": by, "rule": o.rule, "bootstrap": o.bootstrap, "seed": o.seed}),
-        )?;
+        // The lake versions read: with the seed, what reproduces this estimate.
+        e.table_versions = session.versions.clone();
         Ok(e)
     }
 }

@@ -72,27 +72,31 @@ pub struct Capture {
     pub unlinked: u64,
     /// Records of partners that no list takes.
     pub off_list: u64,
+    /// More distinct lists than can be gathered: no histories.
+    overflow: bool,
 }
 
 /// The most distinct lists gathered before refusing (the estimate takes at most [`MAX_LISTS`]).
 const MAX_GATHERED: usize = 64;
 
 impl Capture {
-    pub fn add(&mut self, r: &Record) -> Result<(), EstimateError> {
+    pub fn add(&mut self, r: &Record) {
         self.records += 1;
         let Some(pid) = r.person_id.filter(|p| !p.is_empty()) else {
             self.unlinked += 1;
-            return Ok(());
+            return;
         };
         let Some(list) = r.list else {
             self.off_list += 1;
-            return Ok(());
+            return;
         };
         let k = match self.index.get(list) {
             Some(&k) => k,
             None => {
                 if self.names.len() == MAX_GATHERED {
-                    return Err(too_many(self.names.len() + 1));
+                    // Refused when the histories are asked for.
+                    self.overflow = true;
+                    return;
                 }
                 self.names.push(list.to_string());
                 self.index.insert(list.to_string(), self.names.len() - 1);
@@ -111,7 +115,6 @@ impl Capture {
         }
         p.exploitation
             .extend(r.exploitation.iter().map(|s| s.to_string()));
-        Ok(())
     }
 
     /// Distinct persons placed on a list.
@@ -141,6 +144,9 @@ impl Capture {
         by: &[Stratum],
     ) -> Result<BTreeMap<Vec<String>, Histories>, EstimateError> {
         let lists = self.lists();
+        if self.overflow {
+            return Err(too_many(MAX_GATHERED + 1));
+        }
         if lists.len() > MAX_LISTS {
             return Err(too_many(lists.len()));
         }
@@ -173,6 +179,11 @@ impl Capture {
 }
 
 fn too_many(n: usize) -> EstimateError {
+    let n = if n > MAX_GATHERED {
+        format!("more than {MAX_GATHERED}")
+    } else {
+        n.to_string()
+    };
     EstimateError::Model(format!(
         "{n} lists: an estimate takes at most {MAX_LISTS}; group the partners (--lists org_type, or a grouping under [estimate.lists] in the configuration)"
     ))
@@ -230,18 +241,17 @@ mod tests {
     #[test]
     fn persons_become_histories_and_strata() {
         let mut c = Capture::default();
-        c.add(&rec("p1", "police", true, &["sexual"])).unwrap();
-        c.add(&rec("p1", "ngo", false, &["labour"])).unwrap();
-        c.add(&rec("p2", "ngo", false, &[])).unwrap();
-        c.add(&rec("p3", "police", false, &["labour"])).unwrap();
+        c.add(&rec("p1", "police", true, &["sexual"]));
+        c.add(&rec("p1", "ngo", false, &["labour"]));
+        c.add(&rec("p2", "ngo", false, &[]));
+        c.add(&rec("p3", "police", false, &["labour"]));
         c.add(&Record {
             person_id: None,
             list: Some("ngo"),
             minor: None,
             sex: None,
             exploitation: &[],
-        })
-        .unwrap();
+        });
         assert_eq!((c.records, c.unlinked, c.people()), (5, 1, 3));
         let all = c.histories(&[]).unwrap();
         let h = &all[&Vec::<String>::new()];
@@ -262,5 +272,16 @@ mod tests {
             ]
         );
         assert_eq!(by[&vec!["minor".into(), "sexual".into()]].rows, [(0b11, 1)]);
+    }
+
+    #[test]
+    fn more_lists_than_can_be_gathered_are_refused_not_wrapped() {
+        let mut c = Capture::default();
+        let names: Vec<String> = (0..70).map(|i| format!("org{i}")).collect();
+        for n in &names {
+            c.add(&rec("p1", n, true, &[]));
+        }
+        let err = c.histories(&[]).unwrap_err().to_string();
+        assert!(err.contains("more than 64 lists"), "{err}");
     }
 }

@@ -46,7 +46,7 @@ pub struct EstimateOut {
     pub rows: Vec<EstimateRow>,
 }
 
-/// The measures of an estimate row, in long form.
+/// The measures of an estimate row, in long form (and a `note` line where there is one).
 pub const MEASURES: [&str; 4] = ["identified", "estimate", "lower_95", "upper_95"];
 
 impl EstimateRow {
@@ -62,6 +62,10 @@ impl EstimateRow {
                 Some(v) => (*m, v[k].to_string(), Some(v[k])),
                 None => (*m, NOT_ESTIMATED.to_string(), None),
             });
+        }
+        // Why not estimated, or what to keep in mind: text, no count.
+        if !self.note.is_empty() {
+            out.push(("note", self.note.clone(), None));
         }
         out
     }
@@ -167,13 +171,20 @@ fn row(
         country: country.to_string(),
         identified: Published::Zero,
         estimate: None,
-        lists: g.capture.lists(),
+        lists: vec![],
         terms: vec![],
         note: String::new(),
     };
     let c = &g.capture;
     let people = if e.children { c.children() } else { c.people() } as u64;
-    r.identified = protect(people, rules);
+    // The number identified is published for the region and a whole year only: countries'
+    // counts would sit under the region's as unaudited parts of a total, and a year to date
+    // differenced month by month would give each month's newly identified.
+    r.identified = if country == super::TOTAL && sel.to.ends_with("-12") {
+        protect(people, rules)
+    } else {
+        Published::Withheld
+    };
     let least = e.min_people.max(rules.threshold);
     if people < least {
         r.note = format!("fewer than {least} linked people: not estimated");
@@ -195,6 +206,13 @@ fn row(
                 let round = |v: f64| rules.round(v.round().max(0.0) as u64);
                 r.estimate = Some([round(est.estimate), round(i.lower), round(i.upper)]);
                 r.terms = est.terms.clone();
+                // The lists the model used (a list with no one in this group is left out).
+                r.lists = est
+                    .lists
+                    .iter()
+                    .filter(|l| !est.warnings.iter().any(|w| left_out(w, l)))
+                    .cloned()
+                    .collect();
                 r.note = notes(&all.warnings, est);
             }
             None => r.note = "no interval could be computed: not estimated".into(),
@@ -212,19 +230,37 @@ fn row(
 /// Warnings a reader of the published table needs, without any count.
 fn notes(selection_warnings: &[String], est: &estimate::Estimate) -> String {
     let mut v = vec![];
-    if est.lists.len() == 2 {
+    let has = |s: &str| est.warnings.iter().any(|w| w.contains(s));
+    let selection = |s: &str| selection_warnings.iter().any(|w| w.contains(s));
+    if has("only two lists") {
         v.push("two lists only: their independence is assumed, not tested");
     }
-    if selection_warnings
-        .iter()
-        .any(|w| w.contains("no person_id"))
-    {
+    if selection("no person_id") {
         v.push("some case records could not be linked and are left out");
     }
-    if !est.never_overlapping_terms.is_empty() {
+    if selection("on no list") {
+        v.push("some partners are on no list and are left out");
+    }
+    if has("have no one in common") {
         v.push("some lists have no one in common");
     }
+    if has("share fewer than 5 people") {
+        v.push("some lists share very few people");
+    }
+    if has("no one is on list") {
+        v.push("some lists have no one in this group");
+    }
+    if has("bootstrap resamples could not be fitted") {
+        v.push("some bootstrap resamples could not be fitted");
+    }
     v.join("; ")
+}
+
+/// Whether warning `w` says list `l` was left out for having no one.
+fn left_out(w: &str, l: &str) -> bool {
+    w.strip_prefix("no one is on list(s) ")
+        .and_then(|rest| rest.strip_suffix(": left out"))
+        .is_some_and(|names| names.split(", ").any(|n| n == l))
 }
 
 fn short_reason(r: &str) -> &'static str {

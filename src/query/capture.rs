@@ -146,15 +146,13 @@ pub async fn gather(
             let ex: Vec<&str> = text(4, r)
                 .map(|s| s.split(';').filter(|v| !v.is_empty()).collect())
                 .unwrap_or_default();
-            g.capture
-                .add(&Record {
-                    person_id: text(0, r),
-                    list: list.as_deref(),
-                    minor: text(2, r).map(|v| v == "true"),
-                    sex: text(3, r),
-                    exploitation: &ex,
-                })
-                .map_err(|e| refuse(e.to_string()))?;
+            g.capture.add(&Record {
+                person_id: text(0, r),
+                list: list.as_deref(),
+                minor: text(2, r).map(|v| v == "true"),
+                sex: text(3, r),
+                exploitation: &ex,
+            });
         }
     }
     Ok(g)
@@ -193,6 +191,8 @@ pub struct LakeEstimate {
     /// About the whole selection (linkage coverage, key epochs).
     pub warnings: Vec<String>,
     pub strata: Vec<StratumEstimate>,
+    /// The Delta version of each table read (set by the caller that opened the session).
+    pub table_versions: BTreeMap<String, i64>,
 }
 
 /// One estimate per stratum of what was gathered (`children`: only persons registered as
@@ -272,5 +272,6 @@ pub fn estimates(
         people: c.people() as u64,
         warnings,
         strata,
+        table_versions: BTreeMap::new(),
     })
 }

@@ -346,6 +346,10 @@ fn estimates_from_the_lake_are_those_of_its_capture_histories() {
     assert!((e["estimate"].as_f64().unwrap() - 268.7778).abs() < 1e-3);
     // What was left out is counted: the nameless case, the non-victim; the adult is not a
     // child; 2023 and Latvia are outside the selection.
+    assert!(
+        lake["table_versions"]["cases"].as_i64().unwrap() >= 0,
+        "{lake}"
+    );
     assert_eq!(lake["records_without_person_id"], 1, "{lake}");
     assert_eq!(lake["records_not_victim"], 1, "{lake}");
     let rows: u64 = h.rows.iter().map(|&(m, n)| m.count_ones() as u64 * n).sum();
@@ -606,7 +610,10 @@ fn the_extract_publishes_estimates_per_country_and_year() {
     let e = &cli["strata"][0]["estimate"];
     let round5 =
         |v: &serde_json::Value| ((v.as_f64().unwrap().round() as u64 + 2) / 5 * 5).to_string();
-    assert_eq!(value("LT", "2024", "identified"), "125");
+    // The number identified: for the region and a whole year only (Korea's 123 children and
+    // the Latvian child), protected like every count.
+    assert_eq!(value("LT", "2024", "identified"), "x");
+    assert_eq!(value("Total", "2024", "identified"), "125");
     assert_eq!(value("LT", "2024", "estimate"), round5(&e["estimate"]));
     assert_eq!(
         value("LT", "2024", "lower_95"),
@@ -616,9 +623,14 @@ fn the_extract_publishes_estimates_per_country_and_year() {
         value("LT", "2024", "upper_95"),
         round5(&e["intervals"][0]["upper"])
     );
-    // Latvia: one child, one list: the count is suppressed and nothing is estimated.
-    assert_eq!(value("LV", "2024", "identified"), "<11");
+    // Latvia: one child, one list: nothing is estimated, and the note says why.
+    assert_eq!(value("LV", "2024", "identified"), "x");
     assert_eq!(value("LV", "2024", "estimate"), "not estimated");
+    assert_eq!(
+        value("LV", "2024", "note"),
+        "fewer than 50 linked people: not estimated"
+    );
+    assert_eq!(value("Total", "2023", "identified"), "<11");
     // The year before (2023, one child): no estimate.
     assert_eq!(value("Total", "2023", "estimate"), "not estimated");
     let manifest: serde_json::Value =
