@@ -32,63 +32,70 @@ pub fn bytes(def: &ExtractDef, month: &str, built: &Built) -> Result<Vec<u8>, Ex
         ws.set_column_width(0, 120).map_err(|e| err(&e))?;
     }
     for (n, t) in tables.iter().enumerate() {
-        let ws = wb.add_worksheet();
-        // Sheet names: at most 31 characters, some characters forbidden, unique by number.
-        let sheet: String = format!("{} {}", n + 1, t.name)
-            .chars()
-            .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
-            .take(31)
-            .collect();
-        ws.set_name(&sheet).map_err(|e| err(&e))?;
-        ws.write_string_with_format(0, 0, format!("{} ({}), {month}", t.title, t.unit), &bold)
-            .map_err(|e| err(&e))?;
-        for (r, line) in grid(t, rules).iter().enumerate() {
-            for (c, cell) in line.iter().enumerate() {
-                let (row, col) = (r as u32 + 2, c as u16);
-                match cell.parse::<u64>() {
-                    Ok(v) if r > 0 && c >= t.dimensions.len() - 1 => {
-                        ws.write_number(row, col, v as f64).map_err(|e| err(&e))?;
-                    }
-                    _ if r == 0 => {
-                        ws.write_string_with_format(row, col, cell, &bold)
-                            .map_err(|e| err(&e))?;
-                    }
-                    _ => {
-                        ws.write_string(row, col, cell).map_err(|e| err(&e))?;
-                    }
-                }
-            }
-        }
+        let heading = format!("{} ({}), {month}", t.title, t.unit);
+        let first_count = t.dimensions.len() - 1;
+        let counts = |c: usize| c >= first_count;
+        add_sheet(&mut wb, n + 1, &t.name, &heading, &grid(t, rules), &counts)?;
     }
     for (n, e) in built.estimates.iter().enumerate() {
-        let ws = wb.add_worksheet();
-        let sheet: String = format!("{} {}", tables.len() + n + 1, e.name)
-            .chars()
-            .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
-            .take(31)
-            .collect();
-        ws.set_name(&sheet).map_err(|e| err(&e))?;
-        ws.write_string_with_format(0, 0, format!("{}, {month}", e.title), &bold)
-            .map_err(|e| err(&e))?;
-        for (r, line) in estimate_grid(e, rules).iter().enumerate() {
-            for (c, cell) in line.iter().enumerate() {
-                let (row, col) = (r as u32 + 2, c as u16);
-                match cell.parse::<u64>() {
-                    Ok(v) if r > 0 && (3..=6).contains(&c) => {
-                        ws.write_number(row, col, v as f64).map_err(|e| err(&e))?;
-                    }
-                    _ if r == 0 => {
-                        ws.write_string_with_format(row, col, cell, &bold)
-                            .map_err(|e| err(&e))?;
-                    }
-                    _ => {
-                        ws.write_string(row, col, cell).map_err(|e| err(&e))?;
-                    }
+        let heading = format!("{}, {month}", e.title);
+        let numbers = |c: usize| (3..=6).contains(&c);
+        let g = estimate_grid(e, rules);
+        add_sheet(
+            &mut wb,
+            tables.len() + n + 1,
+            &e.name,
+            &heading,
+            &g,
+            &numbers,
+        )?;
+    }
+    wb.save_to_buffer().map_err(|e| err(&e))
+}
+
+/// A sheet numbered `n`: a bold heading, then the grid (bold header line; the cells of the
+/// columns `numeric` picks written as numbers where they are numbers).
+fn add_sheet(
+    wb: &mut rust_xlsxwriter::Workbook,
+    n: usize,
+    name: &str,
+    heading: &str,
+    grid: &[Vec<String>],
+    numeric: &dyn Fn(usize) -> bool,
+) -> Result<(), ExtractError> {
+    let err = |e: &dyn std::fmt::Display| ExtractError::Io {
+        path: "xlsx".into(),
+        message: e.to_string(),
+    };
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let ws = wb.add_worksheet();
+    // Sheet names: at most 31 characters, some characters forbidden, unique by number.
+    let sheet: String = format!("{n} {name}")
+        .chars()
+        .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
+        .take(31)
+        .collect();
+    ws.set_name(&sheet).map_err(|e| err(&e))?;
+    ws.write_string_with_format(0, 0, heading, &bold)
+        .map_err(|e| err(&e))?;
+    for (r, line) in grid.iter().enumerate() {
+        for (c, cell) in line.iter().enumerate() {
+            let (row, col) = (r as u32 + 2, c as u16);
+            match cell.parse::<u64>() {
+                Ok(v) if r > 0 && numeric(c) => {
+                    ws.write_number(row, col, v as f64).map_err(|e| err(&e))?;
+                }
+                _ if r == 0 => {
+                    ws.write_string_with_format(row, col, cell, &bold)
+                        .map_err(|e| err(&e))?;
+                }
+                _ => {
+                    ws.write_string(row, col, cell).map_err(|e| err(&e))?;
                 }
             }
         }
     }
-    wb.save_to_buffer().map_err(|e| err(&e))
+    Ok(())
 }
 
 /// An estimate table as a grid: header, then one line per country and year.
