@@ -44,6 +44,8 @@ pub struct TipConfig {
     pub maintain: MaintainConfig,
     #[serde(default)]
     pub estimate: EstimateConfig,
+    #[serde(default)]
+    pub storage: ObjectStorage,
     /// Directory that relative paths are resolved against (where tip was started).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -141,6 +143,106 @@ impl Default for IngestConfig {
     }
 }
 
+/// Object storage: how `s3://` locations (the lake, sources, the inbox, extracts) are reached.
+/// Credentials are never here: they come from the standard AWS chain (environment variables,
+/// `AWS_PROFILE` and the shared credentials and config files, SSO, web identity, ECS and EC2
+/// instance roles). Every key may also be given as an `AWS_*` environment variable
+/// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ALLOW_HTTP`); the file's value wins.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStorage {
+    /// An S3-compatible service (Ceph, Garage, MinIO, SeaweedFS, a cloud's S3 API):
+    /// `https://host:port`. Unset: Amazon S3.
+    pub endpoint: Option<String>,
+    /// The bucket's region (Amazon S3); many S3-compatible services accept any.
+    pub region: Option<String>,
+    /// Allow plain `http://` to the endpoint: for a server on loopback only.
+    pub allow_http: bool,
+    /// Address buckets as `https://bucket.host/` instead of `https://host/bucket/`.
+    pub virtual_hosted_style: bool,
+}
+
+impl ObjectStorage {
+    /// The options object_store and the Delta library take (their key names).
+    pub fn options(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Some(e) = &self.endpoint {
+            out.insert("aws_endpoint".into(), e.trim_end_matches('/').to_string());
+        }
+        if let Some(r) = &self.region {
+            out.insert("aws_region".into(), r.clone());
+        }
+        if self.allow_http {
+            out.insert("allow_http".into(), "true".into());
+        }
+        if self.virtual_hosted_style {
+            out.insert("aws_virtual_hosted_style_request".into(), "true".into());
+        }
+        out
+    }
+}
+
+/// Where something is kept: a local directory, or a prefix in object storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    /// An `s3://bucket/prefix/` URL (ending in `/`).
+    Url(url::Url),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "{}", p.display()),
+            Location::Url(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+impl Location {
+    /// A path (relative to `base`), a `file://` URL or an object storage URL.
+    pub fn parse(s: &str, base: &Path) -> Result<Location, String> {
+        if !s.contains("://") {
+            let p = Path::new(s);
+            return Ok(Location::Local(if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }));
+        }
+        let mut u = url::Url::parse(s).map_err(|e| format!("{s}: {e}"))?;
+        match u.scheme() {
+            "file" => u
+                .to_file_path()
+                .map(Location::Local)
+                .map_err(|_| format!("{s}: not a local path")),
+            "s3" | "s3a" => {
+                if u.host_str().is_none_or(str::is_empty) {
+                    return Err(format!("{s}: no bucket (expected s3://bucket/prefix)"));
+                }
+                if !u.path().ends_with('/') {
+                    let p = format!("{}/", u.path());
+                    u.set_path(&p);
+                }
+                Ok(Location::Url(u))
+            }
+            other => Err(format!(
+                "{s}: {other}:// is not supported (a local path, file:// or s3://)"
+            )),
+        }
+    }
+
+    /// `NAME` inside this location.
+    pub fn join(&self, name: &str) -> Location {
+        match self {
+            Location::Local(p) => Location::Local(p.join(name)),
+            Location::Url(u) => {
+                Location::Url(u.join(&format!("{name}/")).unwrap_or_else(|_| u.clone()))
+            }
+        }
+    }
+}
+
 /// `tip estimate`: named groupings of partners into lists.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -166,8 +268,8 @@ impl EstimateConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractConfig {
-    /// Extracts land in OUT/NAME/MONTH/.
-    pub out: PathBuf,
+    /// Extracts land in OUT/NAME/MONTH/: a directory or an `s3://` prefix.
+    pub out: String,
 }
 
 impl Default for ExtractConfig {
@@ -186,8 +288,9 @@ pub struct ServeConfig {
     pub listen: String,
     /// Token hashes (never the tokens).
     pub tokens: PathBuf,
-    /// Where uploads are received; each is deleted once ingested, its receipt kept.
-    pub inbox: PathBuf,
+    /// Where uploads' receipts are kept (a directory or an `s3://` prefix); an upload itself
+    /// is held in a private local staging directory while it is ingested, then deleted.
+    pub inbox: String,
     /// Largest upload accepted, in MiB (413 beyond).
     pub max_upload_mib: u64,
     /// Largest size a gzip upload may decompress to, in MiB (413 beyond).
@@ -312,6 +415,14 @@ impl TipConfig {
             });
         }
         Ok(cfg)
+    }
+
+    /// A configured location (path or URL), relative paths against where tip runs.
+    pub fn location(&self, s: &str) -> Result<Location, ConfigError> {
+        Location::parse(s, &self.base_dir).map_err(|message| ConfigError::Invalid {
+            file: "tip.toml".into(),
+            message,
+        })
     }
 
     pub fn resolve(&self, p: &Path) -> PathBuf {
@@ -454,8 +565,24 @@ impl FormatOptions {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// A directory the ingestion job pulls new files from.
-    pub path: PathBuf,
+    /// Where the ingestion job pulls new files from: a directory, or an object storage prefix
+    /// (`s3://bucket/drop/partner/`).
+    pub path: String,
+    /// What happens to a file once its submission is committed (or found unchanged): `keep`
+    /// it (the ledger's content hash skips it next time), `move` it under `processed/`, or
+    /// `delete` it. A rejected file is always kept, for the partner to see and replace.
+    #[serde(default)]
+    pub after: AfterIngest,
+}
+
+/// What the pipeline does with a source file once it is in the lake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterIngest {
+    #[default]
+    Keep,
+    Move,
+    Delete,
 }
 
 #[derive(Debug, Clone, Deserialize)]

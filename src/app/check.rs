@@ -150,12 +150,13 @@ impl App {
             if let Some(s) = &p.schedule {
                 r.note(Cron::parse(s).map_err(|e| format!("{file}: schedule: {e}")));
             }
-            let source = self.path(&p.source.path);
-            if !source.is_dir() {
-                r.problems.push(format!(
+            match config::Location::parse(&p.source.path, &self.config.base_dir) {
+                Ok(config::Location::Local(dir)) if !dir.is_dir() => r.problems.push(format!(
                     "{file}: source.path {} is not a directory",
-                    p.source.path.display()
-                ));
+                    p.source.path
+                )),
+                Ok(_) => {}
+                Err(e) => r.problems.push(format!("{file}: source.path {e}")),
             }
             let Some(mappings) = r.note(pipeline_mappings(
                 &self.config,

@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::Location;
+use crate::util::staging::Staging;
+
 use super::{Actor, App, AppError};
 use crate::extract::{self, ExtractDef, Manifest};
 use crate::util::months;
@@ -51,11 +54,14 @@ impl App {
         Ok(chosen)
     }
 
-    /// Where an extract is written by default: `extract.out/NAME/MONTH`.
-    pub fn extract_dir(&self, def: &ExtractDef, month: &str) -> PathBuf {
-        self.path(&self.config.extract.out)
+    /// Where an extract is written by default: `extract.out/NAME/MONTH` (a directory or an
+    /// object storage prefix).
+    pub fn extract_dir(&self, def: &ExtractDef, month: &str) -> Result<Location, AppError> {
+        Ok(self
+            .config
+            .location(&self.config.extract.out)?
             .join(&def.name)
-            .join(month)
+            .join(month))
     }
 
     /// Builds and writes one extract (with `reproduce`, from the lake version a manifest
@@ -64,7 +70,7 @@ impl App {
         &self,
         def: &ExtractDef,
         month: &str,
-        out: &Path,
+        out: &Location,
         reproduce: Option<&Manifest>,
         actor: Actor<'_>,
     ) -> Result<Manifest, AppError> {
@@ -74,8 +80,40 @@ impl App {
             registry: &self.registry,
             groupings: &self.config.estimate,
         };
-        let m = extract::run(&src, def, month, out, reproduce).await?;
+        let m = match out {
+            Location::Local(dir) => extract::run(&src, def, month, dir, reproduce).await?,
+            Location::Url(url) => {
+                // Built in a private local directory, then uploaded file by file; the
+                // manifest goes last, so a manifest in storage means a complete extract.
+                let staging = Staging::new().map_err(|e| {
+                    AppError::Usage(format!("local staging directory: {}", e.kind()))
+                })?;
+                let m = extract::run(&src, def, month, staging.path(), reproduce).await?;
+                let store = self.lake.store(url)?;
+                let mut files = files_in(staging.path());
+                files.sort_by_key(|f| f.file_name().is_some_and(|n| n == "manifest.json"));
+                for f in files {
+                    let name = f.strip_prefix(staging.path()).unwrap_or(&f);
+                    store.upload(&f, &name.to_string_lossy()).await?;
+                }
+                m
+            }
+        };
         self.record("extract", m.audit_fields(actor.by(), reproduce.is_some()))?;
         Ok(m)
     }
+}
+
+/// Every file under `dir`, recursively.
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_in(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -117,17 +117,16 @@ impl Scheduler<'_> {
             .get(name)
             .ok_or_else(|| format!("no extract {name}"))?;
         let month = schedule::month_for_slot(slot);
-        let dir = self.app.extract_dir(def, &month);
+        let dir = self
+            .app
+            .extract_dir(def, &month)
+            .map_err(|e| e.to_string())?;
         let m = self
             .app
             .extract(def, &month, &dir, None, Actor::Schedule)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(format!(
-            "{month}: {} files in {}",
-            m.files.len() + 1,
-            dir.display()
-        ))
+        Ok(format!("{month}: {} files in {}", m.files.len() + 1, dir))
     }
 }
 

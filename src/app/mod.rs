@@ -124,7 +124,7 @@ impl App {
                 config.resolve(Path::new(l)).display().to_string()
             }
         });
-        let lake = Lake::open(&location)?;
+        let lake = Lake::open_with(&location, config.storage.options())?;
         let audit = AuditLog::new(&config.resolve(&config.audit.log));
         Ok(App {
             config: Arc::new(config),

@@ -12,11 +12,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use super::{App, Ingestion};
+use super::{App, AppError, Ingestion};
 use crate::access::TokenRecord;
+use crate::config::Location;
 use crate::ingest::{
     Channel, FileReport, FileStatus, LoadFormat, Mode, Period, Submission, sha256_file,
 };
+use crate::lake::LakeError;
+use crate::lake::store::Store;
+use crate::util::staging::Staging;
+use url::Url;
 
 /// Why an upload was refused before or during ingestion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,30 +167,43 @@ pub fn sanitise_name(name: &str) -> String {
     }
 }
 
+/// Where uploads are held while they are ingested, and their receipts kept.
+enum Inbox {
+    /// A directory: ORG/ holds an upload while it is ingested, and its receipt.
+    Local(PathBuf),
+    /// An object storage prefix for the receipts (ORG/ID.json); an upload is held in a
+    /// private local staging directory while it is ingested.
+    Store(Url),
+}
+
 /// The receiving desk: the ingestion side, the inbox, and how many ingest at once.
 pub struct Uploads {
     ingestion: Ingestion,
     ingestions: Semaphore,
     /// The permits of `ingestions`: a compaction takes them all.
     slots: u32,
-    inbox: PathBuf,
+    inbox: Inbox,
     max_upload: u64,
     max_decompressed: u64,
 }
 
 impl App {
     /// The receiving desk of a server that holds the key.
-    pub fn uploads(&self, ingestion: Ingestion) -> Uploads {
+    pub fn uploads(&self, ingestion: Ingestion) -> Result<Uploads, AppError> {
         let s = &self.config.serve;
         let slots = s.max_concurrent_ingestions.clamp(1, 1024);
-        Uploads {
+        let inbox = match self.config.location(&s.inbox)? {
+            Location::Local(dir) => Inbox::Local(dir),
+            Location::Url(url) => Inbox::Store(url),
+        };
+        Ok(Uploads {
             ingestion,
             ingestions: Semaphore::new(slots),
             slots: slots as u32,
-            inbox: self.path(&s.inbox),
+            inbox,
             max_upload: s.max_upload_mib.saturating_mul(1024 * 1024),
             max_decompressed: s.max_decompressed_mib.saturating_mul(1024 * 1024),
-        }
+        })
     }
 
     /// The audit record of an upload, accepted or refused.
@@ -271,7 +289,13 @@ impl Uploads {
         E: std::fmt::Display,
     {
         let format = self.check(&req.record_type, &req.format)?;
-        let dir = self.inbox.join(org);
+        let (dir, _staging) = match &self.inbox {
+            Inbox::Local(inbox) => (inbox.join(org), None),
+            Inbox::Store(_) => {
+                let s = Staging::new().map_err(|_| Refusal::inbox())?;
+                (s.path().to_path_buf(), Some(s))
+            }
+        };
         std::fs::create_dir_all(&dir).map_err(|_| Refusal::inbox())?;
         let upload_id = uuid::Uuid::new_v4().to_string();
         let stored = dir.join(format!("{upload_id}.{}", format.extension()));
@@ -290,11 +314,42 @@ impl Uploads {
         let report = result.map_err(|m| Refusal::new(RefusalKind::Unprocessable, m))?;
         let mut receipt = receipt(upload_id, req, bytes, sha, &report, &stored);
         receipt.compact = self.ingestion.ingestor.compaction_due(&report);
-        let path = dir.join(format!("{}.json", receipt.upload_id));
-        if let Ok(b) = serde_json::to_vec_pretty(&receipt) {
-            let _ = std::fs::write(&path, b);
-        }
+        self.keep(org, &receipt).await;
         Ok(receipt)
+    }
+
+    /// Keeps a receipt in the inbox. The submission is in the lake whatever happens here:
+    /// a receipt that cannot be kept is reported on the server's error output.
+    async fn keep(&self, org: &str, receipt: &Receipt) {
+        let Ok(b) = serde_json::to_vec_pretty(receipt) else {
+            return;
+        };
+        let name = format!("{}.json", receipt.upload_id);
+        let kept = match &self.inbox {
+            Inbox::Local(inbox) => {
+                std::fs::write(inbox.join(org).join(&name), b).map_err(|e| e.kind().to_string())
+            }
+            Inbox::Store(url) => match self.org_store(url, org) {
+                Ok(store) => store.put(&name, b).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        if let Err(e) = kept {
+            eprintln!(
+                "tip serve: the receipt of upload {} could not be kept ({e}); its submission is in the lake",
+                receipt.upload_id
+            );
+        }
+    }
+
+    fn org_store(&self, inbox: &Url, org: &str) -> Result<Store, LakeError> {
+        let url = inbox
+            .join(&format!("{org}/"))
+            .map_err(|e| LakeError::Location {
+                location: inbox.to_string(),
+                message: e.to_string(),
+            })?;
+        self.ingestion.ingestor.lake.store(&url)
     }
 
     /// Compacts `tables` (an upload's [`Receipt::compact`], once its receipt is out) alone: it
@@ -385,22 +440,44 @@ impl Uploads {
     }
 
     /// The receipts of one organisation's uploads, newest first.
-    pub fn receipts(&self, org: &str) -> Vec<Receipt> {
-        let dir = self.inbox.join(org);
-        let mut out: Vec<Receipt> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .filter_map(|p| std::fs::read(p).ok())
-            .filter_map(|b| serde_json::from_slice(&b).ok())
+    pub async fn receipts(&self, org: &str) -> Vec<Receipt> {
+        let raw: Vec<Vec<u8>> = match &self.inbox {
+            Inbox::Local(inbox) => std::fs::read_dir(inbox.join(org))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .filter_map(|p| std::fs::read(p).ok())
+                .collect(),
+            Inbox::Store(url) => self.stored_receipts(url, org).await,
+        };
+        let mut out: Vec<Receipt> = raw
+            .iter()
+            .filter_map(|b| serde_json::from_slice(b).ok())
             .collect();
         out.sort_by(|a: &Receipt, b: &Receipt| {
             b.received_at
                 .cmp(&a.received_at)
                 .then(b.upload_id.cmp(&a.upload_id))
         });
+        out
+    }
+}
+
+impl Uploads {
+    async fn stored_receipts(&self, inbox: &Url, org: &str) -> Vec<Vec<u8>> {
+        let Ok(store) = self.org_store(inbox, org) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for o in store.list().await.unwrap_or_default() {
+            if o.name.ends_with(".json")
+                && let Ok(Some(b)) = store.get(&o.name).await
+            {
+                out.push(b);
+            }
+        }
         out
     }
 }

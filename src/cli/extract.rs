@@ -12,7 +12,7 @@ use super::{Cli, app};
 pub struct Request<'a> {
     pub month: &'a str,
     pub name: Option<&'a str>,
-    pub out: Option<&'a Path>,
+    pub out: Option<&'a str>,
     pub reproduce: Option<&'a Path>,
 }
 
@@ -26,8 +26,8 @@ pub async fn run(cli: &Cli, req: &Request<'_>) -> anyhow::Result<ExitCode> {
     let manifest = req.reproduce.map(read_manifest).transpose()?;
     for def in &chosen {
         let dir = match req.out {
-            Some(d) => d.to_path_buf(),
-            None => app.extract_dir(def, &month),
+            Some(d) => app.config.location(d)?,
+            None => app.extract_dir(def, &month)?,
         };
         let m = app
             .extract(def, &month, &dir, manifest.as_ref(), Actor::Cli)
@@ -37,7 +37,7 @@ pub async fn run(cli: &Cli, req: &Request<'_>) -> anyhow::Result<ExitCode> {
             def.name,
             m.lake_version,
             m.files.len() + 1,
-            dir.display(),
+            dir,
             if manifest.is_some() {
                 ", byte-identical to the manifest"
             } else {

@@ -129,10 +129,10 @@ enum Command {
         /// Only this extract (default: every extract defined).
         #[arg(long)]
         name: Option<String>,
-        /// Output directory (default: extract.out/NAME/MONTH). Needs --name when several
-        /// extracts are defined.
+        /// Output directory or s3:// prefix (default: extract.out/NAME/MONTH). Needs --name
+        /// when several extracts are defined.
         #[arg(long)]
-        out: Option<PathBuf>,
+        out: Option<String>,
         /// Rebuild from the lake versions a manifest records and check every file is identical.
         #[arg(long)]
         reproduce: Option<PathBuf>,

@@ -11,7 +11,7 @@ pub async fn run(cli: &Cli, listen: Option<&str>) -> anyhow::Result<ExitCode> {
     let app = Arc::new(app(cli)?);
     check_or_fail(&app).await?;
     let uploads = if app.config.serve.uploads {
-        Some(app.uploads(ingestion(&app, cli).await?))
+        Some(app.uploads(ingestion(&app, cli).await?)?)
     } else {
         eprintln!("tip serve: serve.uploads = false: analysts only, no key loaded");
         None

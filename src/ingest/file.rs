@@ -130,16 +130,34 @@ impl Commit<'_> {
         let row = serde_json::to_value(ledger).map_err(|e| IngestError::Usage(e.to_string()))?;
         Ok(vec![
             (
-                "tip.submission_id".to_string(),
+                lake::SUBMISSION_METADATA.to_string(),
                 serde_json::json!(self.job.prov.submission_id),
             ),
             (LEDGER_METADATA.to_string(), row),
         ])
     }
 
+    /// The data commit. When another writer changed the same rows first (a lost race: the
+    /// commit kept nothing), the submission is counted and written again against the table as
+    /// it is now, after a random pause, a few times before giving up.
+    async fn data(&self, one: &PassOne, report: &mut FileReport) -> Result<(), IngestError> {
+        const ATTEMPTS: u32 = 8;
+        let mut attempt = 1;
+        loop {
+            match self.data_once(one, report).await {
+                Err(IngestError::Lake(lake::LakeError::Conflict { .. })) if attempt < ATTEMPTS => {
+                    let pause = rand::random_range(50..200u64) << attempt.min(5);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Counts what the submission will insert, update and remove, then commits it: one Delta
     /// commit for the data, whatever the mode.
-    async fn data(&self, one: &PassOne, report: &mut FileReport) -> Result<(), IngestError> {
+    async fn data_once(&self, one: &PassOne, report: &mut FileReport) -> Result<(), IngestError> {
         let record = &self.job.record;
         let country = &self.job.prov.reporting_country;
         let scope = lake::Scope {

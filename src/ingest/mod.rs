@@ -12,6 +12,7 @@ mod load;
 mod partner_side;
 mod passes;
 mod pipelines;
+pub mod pull;
 mod reconcile;
 
 use std::collections::BTreeSet;

@@ -1,13 +1,11 @@
 //! The partner pipelines: each lists its source folder, picks the files its feeds name, and
 //! ingests the new ones.
 
-use std::path::PathBuf;
-
-use super::{Channel, FileReport, IngestError, Ingestor, Mode, Period, Submission};
+use super::pull::DropZone;
+use super::{Channel, FileReport, FileStatus, IngestError, Ingestor, Mode, Period, Submission};
 use crate::config::{self, PipelineConfig, Registry, TipConfig};
 use crate::mapping::Mapping;
 use crate::schema::Catalog;
-use crate::source;
 
 #[derive(Debug, Clone)]
 pub struct PipelineReport {
@@ -98,55 +96,33 @@ pub fn pipeline_mappings(
     Ok(out)
 }
 
-/// The files of a pipeline's source folder, sorted by name: regular files only — no symbolic
-/// links (which could point out of the folder), no devices or pipes, no names with control
-/// characters.
-fn source_files(ing: &Ingestor, p: &PipelineConfig) -> Result<Vec<PathBuf>, IngestError> {
-    let dir = ing.config.resolve(&p.source.path);
-    let regular = |e: &std::fs::DirEntry| {
-        // DirEntry::file_type does not follow symbolic links.
-        let plain_name = !e
-            .file_name()
-            .to_string_lossy()
-            .chars()
-            .any(char::is_control);
-        e.file_type().is_ok_and(|t| t.is_file()) && plain_name
-    };
-    let mut entries: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd
-            .filter_map(Result::ok)
-            .filter(regular)
-            .map(|e| e.path())
-            .collect(),
-        Err(e) => {
-            return Err(IngestError::File {
-                file: p.source.path.display().to_string(),
-                message: format!("cannot list the source directory: {}", e.kind()),
-            });
-        }
-    };
-    entries.sort();
-    Ok(entries)
-}
-
 async fn run_one(ing: &Ingestor, p: &PipelineConfig) -> Result<PipelineReport, IngestError> {
     let mappings = pipeline_mappings(&ing.config, &ing.catalog, &ing.registry, p)?;
-    let entries = source_files(ing, p)?;
+    let at = ing.config.location(&p.source.path)?;
+    let mut zone = DropZone::open(&ing.lake, p, &at).await?;
     let mut files = Vec::new();
+    // Per file: None (no feed reads it), or whether every submission it made succeeded.
+    let mut done: Vec<Option<bool>> = vec![None; zone.entries.len()];
     for (mapping, pattern, mode) in &mappings {
-        for path in &entries {
-            if !config::wildcard_match(pattern, &source::display_name(path)) {
+        for (i, ok_so_far) in done.iter_mut().enumerate() {
+            if !config::wildcard_match(pattern, &zone.entries[i].name) {
                 continue;
             }
+            let path = zone.local(i).await?;
             let sub = Submission {
                 partner: &p.partner,
                 mapping,
                 channel: Channel::Pipeline(&p.name),
                 mode: mode.clone(),
             };
-            files.push(ing.ingest_file_and_compact(&sub, path).await?);
+            let report = ing.ingest_file_and_compact(&sub, &path).await?;
+            let ok = matches!(report.status, FileStatus::Committed | FileStatus::Unchanged);
+            *ok_so_far = Some(ok_so_far.unwrap_or(true) && ok);
+            files.push(report);
         }
     }
+    let done: Vec<bool> = done.into_iter().map(|d| d == Some(true)).collect();
+    zone.finish(&done, p.source.after).await?;
     Ok(PipelineReport {
         name: p.name.clone(),
         partner: p.partner.clone(),

@@ -11,9 +11,10 @@
 //! after the data commit; a crash between the two leaves consistent data, and re-running the
 //! same file replaces it with identical rows.
 
+pub mod store;
 pub mod system;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::AsArray;
@@ -26,10 +27,11 @@ use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
+use deltalake::kernel::Transaction;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableBuilder};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::StreamExt;
 use url::Url;
 
@@ -41,6 +43,14 @@ pub enum LakeError {
     Location { location: String, message: String },
     #[error("lake table {table}: {message}")]
     Delta { table: String, message: String },
+    #[error(
+        "lake table {table}: another writer changed the same rows at the same moment; nothing of this commit was kept ({message})"
+    )]
+    Conflict { table: String, message: String },
+    #[error(
+        "{location}: this store does not honour conditional writes (If-None-Match: *): {why}. Two writers could overwrite each other's commits and lose submissions without an error, so tip does not write here. Use a store that refuses to create an object that exists (Amazon S3, MinIO, Ceph RGW, Garage and most S3-compatible services do), or a local directory"
+    )]
+    UnsafeStore { location: String, why: String },
     #[error("--as-of {0:?}: expected a Delta version number or an RFC 3339 timestamp")]
     AsOf(String),
     #[error(
@@ -107,6 +117,10 @@ pub struct TableSpec {
 pub struct Lake {
     root: Url,
     pub location: String,
+    /// Object storage options (endpoint, region...), for every table and store.
+    options: BTreeMap<String, String>,
+    /// Set once this process has checked that the store refuses a second create.
+    checked_store: Arc<tokio::sync::OnceCell<()>>,
     /// Tables already loaded by this process, brought up to date incrementally (only new log
     /// entries are read), so that a long-running server's checks do not replay every log.
     cache: Arc<Mutex<HashMap<String, DeltaTable>>>,
@@ -115,6 +129,12 @@ pub struct Lake {
 impl Lake {
     /// The lake at a directory or URL. Reads and writes nothing.
     pub fn open(location: &str) -> Result<Lake, LakeError> {
+        Lake::open_with(location, BTreeMap::new())
+    }
+
+    /// The lake at a directory or URL, with object storage options. Reads and writes nothing.
+    pub fn open_with(location: &str, options: BTreeMap<String, String>) -> Result<Lake, LakeError> {
+        store::register();
         let bad = |message: String| LakeError::Location {
             location: location.to_string(),
             message,
@@ -132,8 +152,42 @@ impl Lake {
         Ok(Lake {
             root,
             location: location.to_string(),
+            options,
+            checked_store: Arc::default(),
             cache: Arc::default(),
         })
+    }
+
+    /// Whether the lake is in object storage (not a local directory).
+    pub fn is_remote(&self) -> bool {
+        self.root.scheme() != "file"
+    }
+
+    /// A store at `url` with this lake's object storage options.
+    pub fn store(&self, url: &Url) -> Result<store::Store, LakeError> {
+        store::Store::open(url, &self.options)
+    }
+
+    fn builder(&self, name: &str) -> Result<DeltaTableBuilder, LakeError> {
+        let b =
+            DeltaTableBuilder::from_url(self.table_url(name)).map_err(|e| Self::err(name, e))?;
+        Ok(if self.options.is_empty() {
+            b
+        } else {
+            b.with_storage_options(self.options.clone().into_iter().collect())
+        })
+    }
+
+    /// Writers only, once per process: in object storage, that the store refuses to create an
+    /// object twice (see [`store::Store::check_conditional_create`]).
+    pub async fn check_writable(&self) -> Result<(), LakeError> {
+        if !self.is_remote() {
+            return Ok(());
+        }
+        self.checked_store
+            .get_or_try_init(|| async { self.store(&self.root)?.check_conditional_create().await })
+            .await
+            .map(|_| ())
     }
 
     pub fn table_url(&self, name: &str) -> Url {
@@ -183,6 +237,7 @@ impl Lake {
     /// Writers only: creates every table that does not exist yet, empty, so a query on a new
     /// lake answers 0.
     pub async fn create_missing_tables(&self, catalog: &Catalog) -> Result<(), LakeError> {
+        self.check_writable().await?;
         for spec in Lake::specs(catalog) {
             self.create_table(&spec).await?;
         }
@@ -194,9 +249,14 @@ impl Lake {
         if let Ok(dir) = self.table_url(name).to_file_path() {
             std::fs::create_dir_all(&dir).map_err(|e| Self::err(name, e.kind()))?;
         }
-        let table = DeltaTable::try_from_url(self.table_url(name))
-            .await
+        let mut table = self
+            .builder(name)?
+            .build()
             .map_err(|e| Self::err(name, e))?;
+        match table.load().await {
+            Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
+            Err(e) => return Err(Self::err(name, e)),
+        }
         if table.version().is_some() {
             return Ok(());
         }
@@ -251,8 +311,7 @@ impl Lake {
     }
 
     async fn load(&self, name: &str, at: Option<&TablePoint>) -> Result<DeltaTable, LakeError> {
-        let mut b =
-            DeltaTableBuilder::from_url(self.table_url(name)).map_err(|e| Self::err(name, e))?;
+        let mut b = self.builder(name)?;
         match at {
             Some(TablePoint::Version(v)) => b = b.with_version(*v),
             Some(TablePoint::Timestamp(t)) => b = b.with_timestamp(*t),
@@ -273,8 +332,8 @@ impl Lake {
         let exists = match self.table_url(name).to_file_path() {
             Ok(dir) => dir.join("_delta_log").is_dir(),
             Err(_) => {
-                let t = DeltaTableBuilder::from_url(self.table_url(name))
-                    .map_err(|e| Self::err(name, e))?
+                let t = self
+                    .builder(name)?
                     .build()
                     .map_err(|e| Self::err(name, e))?;
                 t.verify_deltatable_existence().await.unwrap_or(false)
@@ -394,16 +453,59 @@ impl Lake {
             LogicalPlanBuilder::scan("submission", provider_as_source(Arc::new(provider)), None)
                 .and_then(|b| b.build())
                 .map_err(|e| Self::err(table_name, e))?;
-        let commit = commit_properties(metadata);
+        let commit = commit_properties(metadata.clone());
         let written = table
             .write(vec![])
             .with_input_plan(plan)
             .with_save_mode(SaveMode::Overwrite)
             .with_replace_where(replace)
             .with_commit_properties(commit)
+            .await;
+        match written {
+            Ok(t) => Ok(t.version().map(|v| v as i64).unwrap_or(-1)),
+            Err(e) => self.after_failed_commit(table_name, &metadata, e).await,
+        }
+    }
+
+    /// A commit failed: if it landed all the same (the store took it but the answer was lost,
+    /// or a retried request found it), its version; otherwise the error, as a conflict when
+    /// another writer won. Only commits that carry a submission id can be recognised, by the
+    /// Delta transaction (app id) they carry.
+    async fn after_failed_commit(
+        &self,
+        table_name: &str,
+        metadata: &[(String, serde_json::Value)],
+        e: DeltaTableError,
+    ) -> Result<i64, LakeError> {
+        if let Some(v) = self.landed(table_name, metadata).await {
+            return Ok(v);
+        }
+        Err(commit_err(table_name, e))
+    }
+
+    /// The version at which the commit carrying `metadata`'s submission id landed, if it did.
+    async fn landed(
+        &self,
+        table_name: &str,
+        metadata: &[(String, serde_json::Value)],
+    ) -> Option<i64> {
+        let app = submission_txn(metadata)?;
+        let table = self.table(table_name, None).await.ok()?;
+        let state = table.snapshot().ok()?;
+        state
+            .transaction_version(table.log_store().as_ref(), &app)
             .await
-            .map_err(|e| Self::err(table_name, e))?;
-        Ok(written.version().map(|v| v as i64).unwrap_or(-1))
+            .ok()??;
+        let id = metadata
+            .iter()
+            .find(|(k, _)| k == SUBMISSION_METADATA)
+            .map(|(_, v)| v.clone())?;
+        self.recent_commits(table_name, 1000)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|(_, m)| m.get(SUBMISSION_METADATA) == Some(&id))
+            .map(|(v, _)| v)
     }
 
     /// Commits the batches a producer sends on `rx` (an error from it aborts the commit), in
@@ -438,14 +540,16 @@ impl Lake {
         metadata: Vec<(String, serde_json::Value)>,
     ) -> Result<i64, LakeError> {
         let table = self.table(table_name, None).await?;
-        let commit = commit_properties(metadata);
-        let (written, _) = table
+        let commit = commit_properties(metadata.clone());
+        let written = table
             .delete()
             .with_predicate(scope.predicate())
             .with_commit_properties(commit)
-            .await
-            .map_err(|e| Self::err(table_name, e))?;
-        Ok(written.version().map(|v| v as i64).unwrap_or(-1))
+            .await;
+        match written {
+            Ok((t, _)) => Ok(t.version().map(|v| v as i64).unwrap_or(-1)),
+            Err(e) => self.after_failed_commit(table_name, &metadata, e).await,
+        }
     }
 
     /// The record key and period of every row in `scope`: the rows the submission replaces or
@@ -650,11 +754,13 @@ impl Lake {
             .collect())
     }
 
-    /// Appends rows to a table in one commit.
+    /// Appends rows to a table in one commit. With `metadata` that carries a submission id,
+    /// the rows are appended once: a retry after an ambiguous failure finds them.
     pub async fn append(
         &self,
         table_name: &str,
         batches: Vec<RecordBatch>,
+        metadata: Vec<(String, serde_json::Value)>,
     ) -> Result<i64, LakeError> {
         let table = self.table(table_name, None).await?;
         if batches.iter().all(|b| b.num_rows() == 0) {
@@ -663,10 +769,12 @@ impl Lake {
         let written = table
             .write(batches)
             .with_save_mode(SaveMode::Append)
-            .with_commit_properties(commit_properties(vec![]))
-            .await
-            .map_err(|e| Self::err(table_name, e))?;
-        Ok(written.version().map(|v| v as i64).unwrap_or(-1))
+            .with_commit_properties(commit_properties(metadata.clone()))
+            .await;
+        match written {
+            Ok(t) => Ok(t.version().map(|v| v as i64).unwrap_or(-1)),
+            Err(e) => self.after_failed_commit(table_name, &metadata, e).await,
+        }
     }
 }
 
@@ -708,10 +816,46 @@ impl Scope<'_> {
 /// removed by `tip maintain` (`lake.history_days`), never by a commit: Delta's default would,
 /// after every commit, list the whole log and delete the entries older than 30 days, which
 /// would shorten time travel to 30 days and make every commit slower as the log grows.
+///
+/// A commit that carries a submission id ([`SUBMISSION_METADATA`]) also carries it as a Delta
+/// transaction (`txn`: app id `tip:ID`, version 1): if the commit is retried after it landed
+/// (an answer lost on the way back from object storage), Delta's conflict check sees its own
+/// transaction and refuses to commit it twice, and [`Lake::landed`] finds it.
 fn commit_properties(metadata: Vec<(String, serde_json::Value)>) -> CommitProperties {
-    CommitProperties::default()
+    let txn = submission_txn(&metadata);
+    let props = CommitProperties::default()
         .with_metadata(metadata)
-        .with_cleanup_expired_logs(Some(false))
+        .with_cleanup_expired_logs(Some(false));
+    match txn {
+        Some(app) => props.with_application_transaction(Transaction::new(app, 1)),
+        None => props,
+    }
+}
+
+/// The commit metadata key that carries the id of the submission a commit belongs to.
+pub const SUBMISSION_METADATA: &str = "tip.submission_id";
+
+/// The Delta transaction app id of a commit whose metadata carries a submission id. One
+/// submission makes one commit per table, so the app id is unique per table.
+fn submission_txn(metadata: &[(String, serde_json::Value)]) -> Option<String> {
+    metadata
+        .iter()
+        .find(|(k, _)| k == SUBMISSION_METADATA)
+        .and_then(|(_, v)| v.as_str())
+        .map(|id| format!("tip:{id}"))
+}
+
+/// A failed commit as tip reports it: a lost race with another writer, or another failure.
+fn commit_err(table: &str, e: DeltaTableError) -> LakeError {
+    match &e {
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_),
+        } => LakeError::Conflict {
+            table: table.to_string(),
+            message: e.to_string(),
+        },
+        _ => Lake::err(table, e),
+    }
 }
 
 /// A partition stream that hands out one prepared stream, once.

@@ -321,9 +321,13 @@ impl Lake {
         name: &str,
         schema: SchemaRef,
         rows: &[T],
+        submission: Option<&str>,
     ) -> Result<i64, LakeError> {
         let batch = to_batch(schema, rows).map_err(|e| Lake::err(name, e))?;
-        self.append(name, vec![batch]).await
+        let metadata = submission
+            .map(|id| vec![(super::SUBMISSION_METADATA.to_string(), id.into())])
+            .unwrap_or_default();
+        self.append(name, vec![batch], metadata).await
     }
 
     /// The submission already committed for this partner, record type, file content, mode and
@@ -349,8 +353,13 @@ impl Lake {
     }
 
     pub async fn record_submission(&self, row: &SubmissionRow) -> Result<i64, LakeError> {
-        self.append_rows(LEDGER, ledger_schema(), std::slice::from_ref(row))
-            .await
+        self.append_rows(
+            LEDGER,
+            ledger_schema(),
+            std::slice::from_ref(row),
+            Some(&row.submission_id),
+        )
+        .await
     }
 
     /// The id of every submission in the ledger.
@@ -379,7 +388,8 @@ impl Lake {
     }
 
     pub async fn record_quarantine(&self, rows: &[QuarantineRow]) -> Result<i64, LakeError> {
-        self.append_rows(QUARANTINE, quarantine_schema(), rows)
+        let submission = rows.first().map(|r| r.submission_id.as_str());
+        self.append_rows(QUARANTINE, quarantine_schema(), rows, submission)
             .await
     }
 
@@ -390,7 +400,7 @@ impl Lake {
     }
 
     pub async fn record_run(&self, e: &RunEvent) -> Result<i64, LakeError> {
-        self.append_rows(RUNS, runs_schema(), std::slice::from_ref(e))
+        self.append_rows(RUNS, runs_schema(), std::slice::from_ref(e), None)
             .await
     }
 
@@ -401,7 +411,7 @@ impl Lake {
     }
 
     pub async fn record_erasure(&self, e: &ErasureRow) -> Result<i64, LakeError> {
-        self.append_rows(ERASURES, erasures_schema(), std::slice::from_ref(e))
+        self.append_rows(ERASURES, erasures_schema(), std::slice::from_ref(e), None)
             .await
     }
 
@@ -412,8 +422,13 @@ impl Lake {
     }
 
     pub async fn record_key_epoch(&self, e: &KeyEpoch) -> Result<i64, LakeError> {
-        self.append_rows(KEY_EPOCHS, key_epochs_schema(), std::slice::from_ref(e))
-            .await
+        self.append_rows(
+            KEY_EPOCHS,
+            key_epochs_schema(),
+            std::slice::from_ref(e),
+            None,
+        )
+        .await
     }
 }
 

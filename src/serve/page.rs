@@ -212,7 +212,10 @@ fn session(st: &Shared, headers: &HeaderMap) -> Option<(String, String, TokenRec
 pub async fn home(State(st): State<Shared>, headers: HeaderMap) -> Response {
     let lang = language(&headers);
     match session(&st, &headers) {
-        Some((_, csrf, rec)) => Html(main_page(&st, lang, &csrf, &rec, None)).into_response(),
+        Some((_, csrf, rec)) => {
+            let history = history(&st, &rec).await;
+            Html(main_page(&st, lang, &csrf, &rec, &history, None)).into_response()
+        }
         None => Html(signin_page(lang, None)).into_response(),
     }
 }
@@ -339,7 +342,14 @@ pub async fn upload(State(st): State<Shared>, headers: HeaderMap, mut mp: Multip
     let Some(result) = result else {
         return (
             StatusCode::BAD_REQUEST,
-            Html(main_page(&st, lang, &csrf, &rec, Some(Err("no file")))),
+            Html(main_page(
+                &st,
+                lang,
+                &csrf,
+                &rec,
+                &history(&st, &rec).await,
+                Some(Err("no file")),
+            )),
         )
             .into_response();
     };
@@ -350,7 +360,12 @@ pub async fn upload(State(st): State<Shared>, headers: HeaderMap, mut mp: Multip
         Err(f) => refusal_status(f),
     };
     let shown = result.as_ref().map_err(|f| f.message.as_str());
-    (status, Html(main_page(&st, lang, &csrf, &rec, Some(shown)))).into_response()
+    let history = history(&st, &rec).await;
+    (
+        status,
+        Html(main_page(&st, lang, &csrf, &rec, &history, Some(shown))),
+    )
+        .into_response()
 }
 
 fn no_uploads() -> Refusal {
@@ -360,11 +375,20 @@ fn no_uploads() -> Refusal {
     }
 }
 
+/// The caller's receipts, newest first.
+async fn history(st: &Shared, rec: &TokenRecord) -> Vec<Receipt> {
+    match &st.uploads {
+        Some(d) => d.receipts(rec.org.as_deref().unwrap_or_default()).await,
+        None => Vec::new(),
+    }
+}
+
 fn main_page(
     st: &Shared,
     lang: Lang,
     csrf: &str,
     rec: &TokenRecord,
+    history: &[Receipt],
     receipt: Option<Result<&Receipt, &str>>,
 ) -> String {
     let org = rec.org.clone().unwrap_or_default();
@@ -416,11 +440,6 @@ fn main_page(
         t(lang, "file"),
         t(lang, "send")
     ));
-    let history = st
-        .uploads
-        .as_ref()
-        .map(|d| d.receipts(&org))
-        .unwrap_or_default();
     b.push_str(&format!("<h2>{}</h2>", t(lang, "history")));
     if history.is_empty() {
         b.push_str(&format!("<p>{}</p>", t(lang, "none")));

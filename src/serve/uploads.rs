@@ -82,7 +82,9 @@ pub async fn list(State(st): State<Shared>, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     match st.uploads() {
-        Ok(d) => axum::Json(d.receipts(caller.org.as_deref().unwrap_or_default())).into_response(),
+        Ok(d) => {
+            axum::Json(d.receipts(caller.org.as_deref().unwrap_or_default()).await).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -102,7 +104,12 @@ pub async fn one(
     };
     // Only the caller's own inbox is looked in; another partner's id is simply not there.
     let org = caller.org.as_deref().unwrap_or_default();
-    match desk.receipts(org).into_iter().find(|r| r.upload_id == id) {
+    match desk
+        .receipts(org)
+        .await
+        .into_iter()
+        .find(|r| r.upload_id == id)
+    {
         Some(r) => axum::Json(r).into_response(),
         None => error(StatusCode::NOT_FOUND, "no such upload"),
     }

@@ -3,3 +3,4 @@
 pub mod html;
 pub mod months;
 pub mod random;
+pub mod staging;

@@ -15,6 +15,8 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub lake: PathBuf,
     pub key: PathBuf,
+    /// Environment variables every tip process of this test gets (object storage settings).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -23,7 +25,12 @@ impl Env {
         let lake = dir.path().join("lake");
         let key = dir.path().join("test.key");
         Key::write_new(&key).expect("key");
-        Env { dir, lake, key }
+        Env {
+            dir,
+            lake,
+            key,
+            vars: Vec::new(),
+        }
     }
 
     /// The application core on this lake (no key).
@@ -51,6 +58,7 @@ impl Env {
         std::process::Command::new(env!("CARGO_BIN_EXE_tip"))
             .current_dir(repo())
             .env_remove("TIP_KEY")
+            .envs(self.vars.iter().cloned())
             .arg("--lake")
             .arg(lake)
             .arg("--key-file")

@@ -16,6 +16,7 @@ mod linkage;
 mod partner_side;
 mod privacy;
 mod query;
+mod s3;
 mod schedule;
 mod serve;
 mod slt;

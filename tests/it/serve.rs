@@ -13,7 +13,7 @@ use crate::common::{Env, all_files, repo, stderr};
 
 pub(crate) struct Server {
     pub(crate) child: Child,
-    addr: String,
+    pub(crate) addr: String,
     pub(crate) cfg: PathBuf,
 }
 
@@ -80,7 +80,7 @@ pub(crate) fn start_with(env: &Env, small: bool) -> Server {
 }
 
 /// A server whose configuration has `edits` (text replacements) made too.
-fn start_edited(env: &Env, small: bool, edits: &[(&str, &str)]) -> Server {
+pub(crate) fn start_edited(env: &Env, small: bool, edits: &[(&str, &str)]) -> Server {
     let cfg = config(env, small);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     for (from, to) in edits {
@@ -91,6 +91,7 @@ fn start_edited(env: &Env, small: bool, edits: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tip"))
         .current_dir(repo())
         .env_remove("TIP_KEY")
+        .envs(env.vars.iter().cloned())
         .args([
             "--config",
             cfg.to_str().unwrap(),
