@@ -19,6 +19,20 @@ if ! python3 -c "import statsmodels" 2>/dev/null; then
   python3 -c "import statsmodels" || { echo "scripts/test.sh: statsmodels (Python) could not be installed" >&2; exit 1; }
 fi
 
+# A real S3-compatible server for the object storage tests (moto's server mode: its S3 part and
+# the web server it runs on, not every AWS service), and the deltalake package (delta-rs) as the
+# independent reader of the lake in S3.
+if ! python3 -c "import moto, flask, flask_cors, boto3" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check "moto[s3]>=5.2.1" flask flask-cors ||
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages "moto[s3]>=5.2.1" flask flask-cors
+  python3 -c "import moto, flask, flask_cors, boto3" || { echo "scripts/test.sh: moto (Python) could not be installed" >&2; exit 1; }
+fi
+if ! python3 -c "import deltalake, pyarrow" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check "deltalake>=1.0" pyarrow ||
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages "deltalake>=1.0" pyarrow
+  python3 -c "import deltalake, pyarrow" || { echo "scripts/test.sh: deltalake (Python) could not be installed" >&2; exit 1; }
+fi
+
 # A real browser for the report and upload-page tests: Debian's Chromium and ChromeDriver, driven
 # by Selenium from Python.
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
