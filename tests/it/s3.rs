@@ -291,6 +291,33 @@ fn an_s3_lake_works_like_a_local_one() {
 
     independent_reader_agrees(&server, &env, cfg);
     uploads_through_serve(&server, &env);
+    upkeep_and_erasure(&server, &with);
+}
+
+/// `tip maintain` and `tip erase` on the bucket: afterwards no object under the lake holds
+/// the erased pseudonym (data files, log entries, checkpoints).
+fn upkeep_and_erasure(server: &S3Server, with: &dyn Fn(&[&str]) -> Output) {
+    ok(&with(&["check"]));
+    ok(&with(&["maintain"]));
+    let q = "SELECT person_id FROM services ORDER BY record_key LIMIT 1";
+    let person = ok(&with(&["query", "--format", "csv", q]))
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(person.starts_with("per_"), "{person}");
+    ok(&with(&["erase", "--person-id", &person, "--confirm"]));
+    let lake = "s3://hub/lake/";
+    let store = server.store(lake);
+    let objects = server.all_objects(lake);
+    assert!(objects.len() > 20, "{objects:?}");
+    for name in objects {
+        let bytes = rt().block_on(store.get(&name)).unwrap().unwrap();
+        assert!(
+            !bytes.windows(person.len()).any(|w| w == person.as_bytes()),
+            "{name} still holds the erased pseudonym"
+        );
+    }
 }
 
 /// The `deltalake` Python package reads every table of the S3 lake: the same row counts as

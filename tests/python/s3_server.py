@@ -97,7 +97,10 @@ def proxy(upstream, strip, lose, lost_log):
                 self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on this answer
             c.close()
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
