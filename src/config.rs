@@ -735,4 +735,37 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("tip.toml") && s.contains("locaton"), "{s}");
     }
+
+    #[test]
+    fn locations_are_paths_file_urls_or_s3_prefixes() {
+        let base = Path::new("/srv/tip");
+        let parse = |s: &str| Location::parse(s, base);
+        assert_eq!(
+            parse("drop/lt").unwrap(),
+            Location::Local("/srv/tip/drop/lt".into())
+        );
+        assert_eq!(
+            parse("file:///data/lake").unwrap(),
+            Location::Local("/data/lake".into())
+        );
+        let Location::Url(u) = parse("s3://hub/drop/lt").unwrap() else {
+            panic!("not a URL");
+        };
+        assert_eq!(u.as_str(), "s3://hub/drop/lt/");
+        assert_eq!(
+            parse("s3://hub/x/").unwrap().join("2025-06").to_string(),
+            "s3://hub/x/2025-06/"
+        );
+        assert!(parse("s3:///lake").unwrap_err().contains("no bucket"));
+        assert!(parse("gs://b/lake").unwrap_err().contains("not supported"));
+        let storage = ObjectStorage {
+            endpoint: Some("http://127.0.0.1:9000/".into()),
+            allow_http: true,
+            ..Default::default()
+        };
+        let o = storage.options();
+        assert_eq!(o["aws_endpoint"], "http://127.0.0.1:9000");
+        assert_eq!(o["allow_http"], "true");
+        assert!(!o.contains_key("aws_region"));
+    }
 }

@@ -48,7 +48,7 @@ pub enum LakeError {
     )]
     Conflict { table: String, message: String },
     #[error(
-        "{location}: this store does not honour conditional writes (If-None-Match: *): {why}. Two writers could overwrite each other's commits and lose submissions without an error, so tip does not write here. Use a store that refuses to create an object that exists (Amazon S3, MinIO, Ceph RGW, Garage and most S3-compatible services do), or a local directory"
+        "{location}: this store does not honour conditional writes (If-None-Match: *): {why}. Two writers could overwrite each other's commits and lose submissions without an error, so tip does not write here. Use a store that refuses to create an object that exists (Amazon S3 does, as do many S3-compatible services), or a local directory"
     )]
     UnsafeStore { location: String, why: String },
     #[error("--as-of {0:?}: expected a Delta version number or an RFC 3339 timestamp")]

@@ -298,6 +298,11 @@ fn an_s3_lake_works_like_a_local_one() {
 /// the erased pseudonym (data files, log entries, checkpoints).
 fn upkeep_and_erasure(server: &S3Server, with: &dyn Fn(&[&str]) -> Output) {
     ok(&with(&["check"]));
+    let tables = ok(&with(&["tables"]));
+    assert!(
+        tables.contains("person_id") && tables.contains("key_epochs"),
+        "{tables}"
+    );
     ok(&with(&["maintain"]));
     let q = "SELECT person_id FROM services ORDER BY record_key LIMIT 1";
     let person = ok(&with(&["query", "--format", "csv", q]))
