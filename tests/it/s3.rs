@@ -298,6 +298,19 @@ fn an_s3_lake_works_like_a_local_one() {
 /// the erased pseudonym (data files, log entries, checkpoints).
 fn upkeep_and_erasure(server: &S3Server, with: &dyn Fn(&[&str]) -> Output) {
     ok(&with(&["check"]));
+    // The scheduler: its memory (schedule_runs) in the lake, its extract into the bucket.
+    let log = ok(&with(&[
+        "schedule",
+        "--once",
+        "--now",
+        "2025-08-03T02:05:00Z",
+    ]));
+    assert!(
+        log.contains("extract:regional-monthly slot 2025-08-03T02:00:00Z succeeded"),
+        "{log}"
+    );
+    let july = server.names("s3://hub/extracts/regional-monthly/2025-07/");
+    assert!(july.contains(&"manifest.json".to_string()), "{july:?}");
     let tables = ok(&with(&["tables"]));
     assert!(
         tables.contains("person_id") && tables.contains("key_epochs"),
