@@ -33,6 +33,14 @@ if ! python3 -c "import deltalake, pyarrow" 2>/dev/null; then
   python3 -c "import deltalake, pyarrow" || { echo "scripts/test.sh: deltalake (Python) could not be installed" >&2; exit 1; }
 fi
 
+# A real Flight SQL client for the analysts' protocol tests: the ADBC Flight SQL driver (the Go
+# core the ODBC driver shares) with its driver manager.
+if ! python3 -c "import adbc_driver_flightsql.dbapi, adbc_driver_manager, pyarrow" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check "adbc-driver-flightsql>=1.5" adbc-driver-manager pyarrow ||
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages "adbc-driver-flightsql>=1.5" adbc-driver-manager pyarrow
+  python3 -c "import adbc_driver_flightsql.dbapi" || { echo "scripts/test.sh: adbc-driver-flightsql (Python) could not be installed" >&2; exit 1; }
+fi
+
 # A real browser for the report and upload-page tests: Debian's Chromium and ChromeDriver, driven
 # by Selenium from Python.
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then

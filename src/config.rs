@@ -307,6 +307,15 @@ pub struct ServeConfig {
     /// Take partner uploads: the server then loads the pseudonymisation key. Set to false on
     /// an analysts' server, which never holds the key.
     pub uploads: bool,
+    /// Arrow Flight SQL for analysts' tools (JDBC, ODBC, ADBC): the address; unset, it is off.
+    pub flight_listen: Option<String>,
+    /// TLS certificate chain and private key (PEM files) for Flight SQL. Required when it
+    /// listens on an address other than loopback: tip refuses to start rather than answer in
+    /// plain text.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Flight SQL connections held open at once; more are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServeConfig {
@@ -322,6 +331,10 @@ impl Default for ServeConfig {
             max_concurrent_queries: 4,
             session_hours: 8,
             uploads: true,
+            flight_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 64,
         }
     }
 }

@@ -91,18 +91,8 @@ impl App {
         sql: &str,
         actor: Actor<'_>,
     ) -> Result<AuditedAnswer, AppError> {
-        let role = match actor {
-            Actor::Token(t) => t.role.as_str(),
-            _ => "analyst",
-        };
-        let fields = json!({
-            "by": actor.by(), "token_id": match actor { Actor::Token(t) => Some(&t.id), _ => None },
-            "role": role, "sql_sha256": hex::encode(sha2::Sha256::digest(sql.as_bytes())),
-        });
-        let serde_json::Value::Object(fields) = fields else {
-            unreachable!("a JSON object")
-        };
-        match session.stream(sql.trim().trim_end_matches(';')).await {
+        let fields = sql_fields(sql, actor);
+        match session.stream(statement(sql)).await {
             Ok(answer) => Ok(AuditedAnswer {
                 answer,
                 audit: crate::audit::AuditLog::new(self.audit.path()),
@@ -110,13 +100,52 @@ impl App {
                 recorded: false,
             }),
             Err(e) => {
-                let mut fields = fields;
-                fields.insert("status".into(), status_of(&e).into());
-                fields.insert("rows".into(), 0.into());
-                self.record("sql", serde_json::Value::Object(fields))?;
+                self.record_unanswered(fields, status_of(&e))?;
                 Err(e.into())
             }
         }
+    }
+
+    /// The columns a statement would answer with, through the same gate, without running it
+    /// (Flight SQL's flight info and prepared statements, the Postgres Describe). A refusal
+    /// leaves its audit record here, as [`App::query_stream`] does; a statement that passes
+    /// is recorded when it runs.
+    pub async fn describe_query(
+        &self,
+        session: &Session,
+        sql: &str,
+        actor: Actor<'_>,
+    ) -> Result<SchemaRef, AppError> {
+        match session.describe(statement(sql)).await {
+            Ok(schema) => Ok(schema),
+            Err(e) => {
+                self.record_unanswered(sql_fields(sql, actor), status_of(&e))?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Refuses, with its audit record, a statement a protocol sends as a change (Flight SQL's
+    /// updates and ingestion): the lake is read-only through every door.
+    pub fn refuse_change(&self, sql: &str, actor: Actor<'_>) -> AppError {
+        if let Err(e) = self.record_unanswered(sql_fields(sql, actor), "refused") {
+            return e;
+        }
+        QueryError::Refused(
+            "the lake is read-only: no updates, inserts or ingestion through an analyst door"
+                .into(),
+        )
+        .into()
+    }
+
+    fn record_unanswered(
+        &self,
+        mut fields: serde_json::Map<String, serde_json::Value>,
+        status: &str,
+    ) -> Result<(), AppError> {
+        fields.insert("status".into(), status.into());
+        fields.insert("rows".into(), 0.into());
+        self.record("sql", serde_json::Value::Object(fields))
     }
 
     /// A plain hive-partitioned Parquet snapshot of every table under `out`.
@@ -215,6 +244,27 @@ fn provenance_or_pseudonym(name: &str) -> (String, String) {
             "Keyed pseudonym (HMAC-SHA-256); see README, Privacy model.".into(),
         ),
     }
+}
+
+/// The statement as the gate sees it: no surrounding blanks, no final semicolon.
+fn statement(sql: &str) -> &str {
+    sql.trim().trim_end_matches(';')
+}
+
+/// An SQL audit record's fields: who, and the SHA-256 of the text (never the text).
+fn sql_fields(sql: &str, actor: Actor<'_>) -> serde_json::Map<String, serde_json::Value> {
+    let role = match actor {
+        Actor::Token(t) => t.role.as_str(),
+        _ => "analyst",
+    };
+    let fields = json!({
+        "by": actor.by(), "token_id": match actor { Actor::Token(t) => Some(&t.id), _ => None },
+        "role": role, "sql_sha256": hex::encode(sha2::Sha256::digest(sql.as_bytes())),
+    });
+    let serde_json::Value::Object(fields) = fields else {
+        unreachable!("a JSON object")
+    };
+    fields
 }
 
 fn status_of(e: &QueryError) -> &'static str {

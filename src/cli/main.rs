@@ -151,6 +151,9 @@ enum Command {
         /// Address to listen on (default: serve.listen; port 0 picks a free port).
         #[arg(long)]
         listen: Option<String>,
+        /// Also serve Arrow Flight SQL here (default: serve.flight_listen; unset, off).
+        #[arg(long, value_name = "ADDR")]
+        flight: Option<String>,
     },
     /// Access tokens for `tip serve`.
     Token {
@@ -350,7 +353,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             extract::run(&cli, &req).await
         }
         Command::Schedule { once, now } => schedule::run(&cli, *once, now.as_deref()).await,
-        Command::Serve { listen } => serve::run(&cli, listen.as_deref()).await,
+        Command::Serve { listen, flight } => serve::run(&cli, listen, flight).await,
         Command::Token { command } => token::run(&cli, command),
         Command::Check => check::run(&cli).await,
         Command::Maintain => maintain::run(&cli).await,

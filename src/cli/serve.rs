@@ -7,7 +7,11 @@ use std::sync::Arc;
 use super::check::check_or_fail;
 use super::{Cli, app, ingestion};
 
-pub async fn run(cli: &Cli, listen: Option<&str>) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    cli: &Cli,
+    listen: &Option<String>,
+    flight: &Option<String>,
+) -> anyhow::Result<ExitCode> {
     let app = Arc::new(app(cli)?);
     check_or_fail(&app).await?;
     let uploads = if app.config.serve.uploads {
@@ -16,7 +20,11 @@ pub async fn run(cli: &Cli, listen: Option<&str>) -> anyhow::Result<ExitCode> {
         eprintln!("tip serve: serve.uploads = false: analysts only, no key loaded");
         None
     };
-    let addr = listen.unwrap_or(&app.config.serve.listen).to_string();
-    tip::serve::serve(app, uploads, &addr).await?;
+    let cfg = &app.config.serve;
+    let listen = tip::serve::Listen {
+        http: listen.clone().unwrap_or_else(|| cfg.listen.clone()),
+        flight: flight.clone().or_else(|| cfg.flight_listen.clone()),
+    };
+    tip::serve::serve(app, uploads, &listen).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,8 @@
 //! COPY and SET are refused before planning; planning runs with DDL, DML and statements off
 //! as a second line.
 
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
 
@@ -87,6 +89,37 @@ pub fn gate(sql: &str) -> Result<(), QueryError> {
     }
 }
 
+/// The last line, on the plan itself: whatever the door and the protocol path (a prepared
+/// statement, an extended query, a statement a client rewrote), a plan that would define,
+/// change or copy data, set an option, manage a transaction or a prepared statement, or run a
+/// statement to measure it (EXPLAIN ANALYZE) is refused — subqueries included.
+pub fn read_only_plan(plan: &LogicalPlan) -> Result<(), QueryError> {
+    let mut found = None;
+    plan.apply_with_subqueries(|p| {
+        found = match p {
+            LogicalPlan::Ddl(_) => Some("definitions (DDL)"),
+            LogicalPlan::Dml(_) => Some("changes (DML)"),
+            LogicalPlan::Copy(_) => Some("COPY"),
+            LogicalPlan::Statement(_) => Some("SET, transactions and PREPARE/EXECUTE"),
+            LogicalPlan::Analyze(_) => Some("EXPLAIN ANALYZE"),
+            LogicalPlan::Extension(_) => Some("extension plans"),
+            _ => None,
+        };
+        Ok(if found.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })
+    .map_err(|e| QueryError::Sql(e.to_string()))?;
+    match found {
+        Some(what) => Err(QueryError::Refused(format!(
+            "{what}: the lake is read-only; only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE are allowed"
+        ))),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +153,39 @@ mod tests {
                 ),
                 "{bad}: {:?}",
                 gate(bad)
+            );
+        }
+    }
+
+    /// The plan-level check stands on its own: plans made with every statement kind allowed
+    /// (as a protocol path that skipped the text gate would make them) are refused unless
+    /// they only read.
+    #[tokio::test]
+    async fn plans_that_change_copy_or_set_are_refused() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.sql("CREATE TABLE t AS VALUES (1)").await.unwrap();
+        for ok in [
+            "SELECT * FROM t",
+            "SELECT * FROM t WHERE column1 IN (SELECT column1 FROM t)",
+            "EXPLAIN SELECT 1",
+        ] {
+            let plan = ctx.state().create_logical_plan(ok).await.unwrap();
+            assert!(read_only_plan(&plan).is_ok(), "{ok}");
+        }
+        for bad in [
+            "INSERT INTO t VALUES (2)",
+            "CREATE TABLE u AS SELECT * FROM t",
+            "CREATE VIEW v AS SELECT 1",
+            "DROP TABLE t",
+            "COPY t TO '/tmp/tip-never-written.csv'",
+            "SET datafusion.execution.batch_size = 1",
+            "EXPLAIN ANALYZE SELECT * FROM t",
+            "EXPLAIN INSERT INTO t VALUES (3)",
+        ] {
+            let plan = ctx.state().create_logical_plan(bad).await.unwrap();
+            assert!(
+                matches!(read_only_plan(&plan), Err(QueryError::Refused(_))),
+                "{bad}"
             );
         }
     }

@@ -16,7 +16,9 @@ mod shell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -175,19 +177,49 @@ impl Session {
         gate::check_size(sql, &self.limits)?;
         gate(sql)?;
         let (ctx, sql) = (self.ctx.clone(), sql.to_string());
-        let plan = async move {
-            let opts = SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false);
-            ctx.sql_with_options(&sql, opts)
-                .await
-                .map_err(|e| match refuse_or_sql(e.to_string()) {
-                    refused @ QueryError::Refused(_) => Stop::Refused(refused),
-                    _ => Stop::Engine(e),
-                })
-        };
-        Answer::start(plan, self.limits).await
+        Answer::start(plan_read_only(ctx, sql), self.limits).await
+    }
+
+    /// The columns a statement would answer with, through the same gate and checks as
+    /// [`Session::stream`], without running it (Flight SQL's flight info and prepared
+    /// statements, the Postgres wire protocol's Describe).
+    pub async fn describe(&self, sql: &str) -> Result<SchemaRef, QueryError> {
+        gate::check_size(sql, &self.limits)?;
+        gate(sql)?;
+        let work = plan_read_only(self.ctx.clone(), sql.to_string());
+        match tokio::time::timeout(self.limits.timeout, work).await {
+            Ok(Ok(df)) => Ok(Arc::new(df.schema().as_arrow().clone())),
+            Ok(Err(stop)) => Err(answer::classify(stop, &self.limits)),
+            Err(_) => Err(QueryError::Limit(format!(
+                "planning took longer than {} s (query.timeout_seconds)",
+                self.limits.timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// The tables and views analysts can query, with their columns, by name (for the
+    /// browsing calls of Flight SQL and the Postgres catalogue).
+    pub async fn relations(&self) -> Result<Vec<Relation>, QueryError> {
+        let schema = self
+            .ctx
+            .catalog(CATALOG)
+            .and_then(|c| c.schema(SCHEMA))
+            .ok_or_else(|| QueryError::Sql("the lake schema is missing".into()))?;
+        let mut names = schema.table_names();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let Some(t) = schema.table(&name).await.map_err(sql_err)? else {
+                continue;
+            };
+            let view = t.table_type() == datafusion::datasource::TableType::View;
+            out.push(Relation {
+                name,
+                view,
+                schema: t.schema(),
+            });
+        }
+        Ok(out)
     }
 
     /// Runs reviewed configuration SQL (extract definitions), outside the analyst gate but
@@ -215,13 +247,41 @@ impl Session {
     }
 }
 
+/// The catalogue and schema every session's tables and views are in (`tip.lake.cases`).
+pub const CATALOG: &str = "tip";
+pub const SCHEMA: &str = "lake";
+
+/// A table or view of a session.
+pub struct Relation {
+    pub name: String,
+    pub view: bool,
+    pub schema: SchemaRef,
+}
+
+/// Plans an analyst statement with DDL, DML and statements off, then checks the plan itself.
+async fn plan_read_only(ctx: SessionContext, sql: String) -> Result<DataFrame, Stop> {
+    let opts = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df =
+        ctx.sql_with_options(&sql, opts)
+            .await
+            .map_err(|e| match refuse_or_sql(e.to_string()) {
+                refused @ QueryError::Refused(_) => Stop::Refused(refused),
+                _ => Stop::Engine(e),
+            })?;
+    gate::read_only_plan(df.logical_plan())?;
+    Ok(df)
+}
+
 /// A session context with a fixed memory pool: operators that can spill (sorts,
 /// aggregations, joins) do so to the temporary directory before the limit; a query that still
 /// needs more fails.
 fn context(limits: Limits) -> Result<SessionContext, QueryError> {
     let config = SessionConfig::new()
         .with_information_schema(true)
-        .with_default_catalog_and_schema("tip", "lake");
+        .with_default_catalog_and_schema(CATALOG, SCHEMA);
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_limit(limits.memory_bytes, 1.0)
         .build_arc()

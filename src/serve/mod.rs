@@ -9,6 +9,8 @@
 // Handlers and their helpers return a ready HTTP response as their error.
 #![allow(clippy::result_large_err)]
 
+mod flight;
+mod net;
 mod page;
 mod sql;
 mod tokens;
@@ -193,12 +195,48 @@ fn allowed(
     })
 }
 
-/// Serves until the process is stopped. Prints the address it listens on.
-pub async fn serve(app: Arc<App>, uploads: Option<Uploads>, listen: &str) -> std::io::Result<()> {
+/// Where `tip serve` listens: HTTP always; Flight SQL when given an address.
+pub struct Listen {
+    pub http: String,
+    pub flight: Option<String>,
+}
+
+/// Serves until the process is stopped. Binds every port, and checks the TLS configuration,
+/// before it prints the addresses it listens on (HTTP first), so a broken configuration stops
+/// it at start.
+pub async fn serve(
+    app: Arc<App>,
+    uploads: Option<Uploads>,
+    listen: &Listen,
+) -> std::io::Result<()> {
+    let tls = net::tls_files(&app.config.serve)?;
+    let places = app.config.serve.max_connections.clamp(1, 100_000);
     let state = Arc::new(AppState::new(app, uploads));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    println!("tip serve: listening on http://{addr}");
+    let listener = tokio::net::TcpListener::bind(&listen.http).await?;
+    let flight = match &listen.flight {
+        Some(a) => {
+            let l = net::bind(a, "Flight SQL", tls.is_some()).await?;
+            Some((flight::server(tls.as_ref())?, l))
+        }
+        None => None,
+    };
+    println!("tip serve: listening on http://{}", listener.local_addr()?);
+    if let Some((_, l)) = &flight {
+        println!("tip serve: Flight SQL on grpc://{}", l.local_addr()?);
+    }
     std::io::stdout().flush().ok();
-    axum::serve(listener, router(state)).await
+    let http = async { axum::serve(listener, router(state.clone())).await };
+    let flight = async {
+        match flight {
+            Some((server, l)) => {
+                let places = Arc::new(tokio::sync::Semaphore::new(places));
+                flight::run(state.clone(), server, l, places).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = http => r,
+        r = flight => r,
+    }
 }

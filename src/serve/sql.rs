@@ -76,10 +76,10 @@ async fn prefetch(mut answer: AuditedAnswer, format: StreamFormat) -> Result<Sta
 /// A query's turn among the `serve.max_concurrent_queries`: given back when its answer ends or
 /// its client goes away, and at the latest at the query's time limit — the engine has dropped
 /// the query by then, so a client that stops reading holds no turn and no engine memory.
-struct Turn(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+pub(super) struct Turn(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
 
 impl Turn {
-    fn new(permit: OwnedSemaphorePermit, limit: Duration) -> Turn {
+    pub(super) fn new(permit: OwnedSemaphorePermit, limit: Duration) -> Turn {
         let slot = Arc::new(Mutex::new(Some(permit)));
         let at_limit = slot.clone();
         tokio::spawn(async move {

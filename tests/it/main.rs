@@ -7,6 +7,7 @@ mod common;
 mod erasure;
 mod estimate;
 mod extract;
+mod flight;
 mod fuzz;
 mod hostile;
 mod htcds;

@@ -81,6 +81,17 @@ pub(crate) fn start_with(env: &Env, small: bool) -> Server {
 
 /// A server whose configuration has `edits` (text replacements) made too.
 pub(crate) fn start_edited(env: &Env, small: bool, edits: &[(&str, &str)]) -> Server {
+    start_full(env, small, edits, &[]).0
+}
+
+/// A server started with `serve_args` after `--listen 127.0.0.1:0`, and the lines it printed
+/// after its first: one for each other port (Flight SQL).
+pub(crate) fn start_full(
+    env: &Env,
+    small: bool,
+    edits: &[(&str, &str)],
+    serve_args: &[&str],
+) -> (Server, Vec<String>) {
     let cfg = config(env, small);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     for (from, to) in edits {
@@ -105,20 +116,29 @@ pub(crate) fn start_edited(env: &Env, small: bool, edits: &[(&str, &str)]) -> Se
             "--listen",
             "127.0.0.1:0",
         ])
+        .args(serve_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start tip serve");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    out.read_line(&mut line).unwrap();
     let addr = line
         .trim()
         .strip_prefix("tip serve: listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
-    Server { child, addr, cfg }
+    let others = serve_args
+        .iter()
+        .filter(|a| a.starts_with("--flight"))
+        .map(|_| {
+            let mut l = String::new();
+            out.read_line(&mut l).unwrap();
+            l.trim().to_string()
+        })
+        .collect();
+    (Server { child, addr, cfg }, others)
 }
 
 pub(crate) fn token(env: &Env, cfg: &Path, role: &str, org: Option<&str>) -> String {
