@@ -48,6 +48,7 @@ use super::sql::Turn;
 use crate::access::{Denial, Role, TokenRecord};
 use crate::app::analysis::AuditedAnswer;
 use crate::app::{Actor, AppError};
+use crate::config::ServeConfig;
 use crate::query::{CATALOG, QueryError, SCHEMA};
 
 /// The Flight SQL service over the application core.
@@ -99,6 +100,7 @@ impl FlightSql {
         ticket: Any,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
+        let _slot = self.slot().await?;
         let app = &self.st.app;
         let session = app.session(None).await.map_err(status)?;
         let schema = app
@@ -114,11 +116,21 @@ impl FlightSql {
         Ok(Response::new(info))
     }
 
+    /// A turn among `serve.max_concurrent_queries`: planning (flight infos, prepared
+    /// statements, the table listing) takes one as running does, so no call opens sessions
+    /// and plans beyond the bound.
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.st
+            .queries
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))
+    }
+
     /// Runs `sql` within the server's concurrent-query bound and streams its answer.
     async fn answer(&self, sql: &str, caller: &TokenRecord) -> Result<DoGetStream, Status> {
-        let Ok(permit) = self.st.queries.clone().acquire_owned().await else {
-            return Err(Status::unavailable("the server is shutting down"));
-        };
+        let permit = self.slot().await?;
         let app = &self.st.app;
         let session = app.session(None).await.map_err(status)?;
         let answer = app
@@ -317,6 +329,7 @@ impl FlightSqlService for FlightSql {
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let caller = self.caller(&request, "prepare")?;
+        let _slot = self.slot().await?;
         let app = &self.st.app;
         let session = app.session(None).await.map_err(status)?;
         let schema = app
@@ -473,6 +486,7 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.caller(&request, "tables")?;
+        let _slot = self.slot().await?;
         let app = &self.st.app;
         let session = app.session(None).await.map_err(status)?;
         let relations = session
@@ -548,9 +562,18 @@ fn metadata_info(
 }
 
 /// The gRPC server, with TLS when configured; a certificate or key that does not load stops
-/// `tip serve` at start (it never falls back to plain text).
-pub fn server(tls: Option<&TlsFiles>) -> std::io::Result<Server> {
-    let server = Server::builder().tcp_nodelay(true);
+/// `tip serve` at start (it never falls back to plain text). A connection has
+/// `serve.request_timeout_seconds` to finish its TLS handshake and each call to start its
+/// answer, at most 16 calls at once, and keep-alive pings that end dead connections, so
+/// connections that never send anything cannot hold the `serve.max_connections` places.
+pub fn server(cfg: &ServeConfig, tls: Option<&TlsFiles>) -> std::io::Result<Server> {
+    let limit = Duration::from_secs(cfg.request_timeout_seconds.clamp(1, 60));
+    let server = Server::builder()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(cfg.request_timeout_seconds.max(1)))
+        .max_concurrent_streams(16)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     match tls {
         None => Ok(server),
         Some(f) => {
@@ -559,7 +582,7 @@ pub fn server(tls: Option<&TlsFiles>) -> std::io::Result<Server> {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let identity = Identity::from_pem(&f.cert, &f.key);
             server
-                .tls_config(ServerTlsConfig::new().identity(identity))
+                .tls_config(ServerTlsConfig::new().identity(identity).timeout(limit))
                 .map_err(|e| {
                     std::io::Error::new(
                         std::io::ErrorKind::InvalidInput,

@@ -210,13 +210,14 @@ pub async fn serve(
     listen: &Listen,
 ) -> std::io::Result<()> {
     let tls = net::tls_files(&app.config.serve)?;
+    let app_cfg = app.config.serve.clone();
     let places = app.config.serve.max_connections.clamp(1, 100_000);
     let state = Arc::new(AppState::new(app, uploads));
     let listener = tokio::net::TcpListener::bind(&listen.http).await?;
     let flight = match &listen.flight {
         Some(a) => {
             let l = net::bind(a, "Flight SQL", tls.is_some()).await?;
-            Some((flight::server(tls.as_ref())?, l))
+            Some((flight::server(&app_cfg, tls.as_ref())?, l))
         }
         None => None,
     };

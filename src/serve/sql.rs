@@ -178,7 +178,15 @@ pub async fn query(State(st): State<Shared>, headers: HeaderMap, body: Body) -> 
                     StatusCode::BAD_REQUEST
                 }
                 AppError::Query(QueryError::Limit(_)) => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => {
+                    // The server's own trouble (the audit log, the lake): its detail, paths
+                    // included, goes to the server's log, not to the client.
+                    eprintln!("tip serve: {e}");
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the server could not answer; see its log",
+                    );
+                }
             };
             error(status, &e.to_string())
         }
