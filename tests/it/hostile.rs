@@ -1,7 +1,7 @@
 //! Nothing a partner or analyst sends can crash tip, exhaust its memory or lose a row silently.
 //! A hostile corpus (made at test time) goes through `tip load`; hostile SQL through `tip
 //! query`. Each is rejected whole or row-quarantined with a clear reason, the lake is unchanged
-//! on rejection, and the process's peak memory (from `wait4`) stays bounded.
+//! on rejection, and tip's own peak memory stays bounded.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,12 +16,15 @@ struct Run {
     peak_mib: u64,
 }
 
-/// Runs the tip binary and measures its peak memory with `wait4`.
-// The child is reaped by wait4 below (which also gives its peak memory), not by Child::wait.
-#[allow(clippy::zombie_processes)]
+/// Runs tip through `tests/python/peak.py`, which forks it from a small interpreter, so that
+/// the peak memory is tip's own: Linux carries a process's peak RSS across exec, and a child
+/// spawned straight from this (busy, multi-threaded) test process would start at its peak.
 fn run(env: &Env, config: Option<&Path>, args: &[&str]) -> Run {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tip"));
-    c.current_dir(repo()).env_remove("TIP_KEY");
+    let mut c = std::process::Command::new("python3");
+    c.current_dir(repo())
+        .env_remove("TIP_KEY")
+        .arg(repo().join("tests/python/peak.py"))
+        .arg(env!("CARGO_BIN_EXE_tip"));
     if let Some(cfg) = config {
         c.arg("--config").arg(cfg);
     }
@@ -29,31 +32,19 @@ fn run(env: &Env, config: Option<&Path>, args: &[&str]) -> Run {
         .arg(&env.lake)
         .arg("--key-file")
         .arg(&env.key)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().expect("run tip");
-    let (mut out, mut err) = (String::new(), String::new());
-    use std::io::Read;
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t = std::thread::spawn(move || {
-        let mut e = String::new();
-        se.read_to_string(&mut e).ok();
-        e
-    });
-    so.read_to_string(&mut out).ok();
-    err.push_str(&t.join().unwrap());
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child and writes into the rusage we own.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4");
+        .args(args);
+    let o = c.output().expect("python3 runs tests/python/peak.py");
+    let mut stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let at = stderr
+        .rfind("\npeak_kib=")
+        .expect("peak.py reports the peak");
+    let peak_kib: u64 = stderr[at + "\npeak_kib=".len()..].trim().parse().unwrap();
+    stderr.truncate(at);
     Run {
-        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        stdout: out,
-        stderr: err,
-        peak_mib: usage.ru_maxrss as u64 / 1024,
+        ok: o.status.success(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr,
+        peak_mib: peak_kib / 1024,
     }
 }
 
