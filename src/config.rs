@@ -309,12 +309,16 @@ pub struct ServeConfig {
     pub uploads: bool,
     /// Arrow Flight SQL for analysts' tools (JDBC, ODBC, ADBC): the address; unset, it is off.
     pub flight_listen: Option<String>,
-    /// TLS certificate chain and private key (PEM files) for Flight SQL. Required when it
-    /// listens on an address other than loopback: tip refuses to start rather than answer in
-    /// plain text.
+    /// The Postgres wire protocol for psql, Metabase, Grafana and psycopg: the address; unset,
+    /// it is off.
+    pub postgres_listen: Option<String>,
+    /// TLS certificate chain and private key (PEM files) for Flight SQL and Postgres. Required
+    /// when either listens on an address other than loopback: tip refuses to start rather
+    /// than answer in plain text.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// Flight SQL connections held open at once; more are closed at once.
+    /// Flight SQL (and, apart, Postgres) connections held open at once; more are closed at
+    /// once.
     pub max_connections: usize,
 }
 
@@ -332,6 +336,7 @@ impl Default for ServeConfig {
             session_hours: 8,
             uploads: true,
             flight_listen: None,
+            postgres_listen: None,
             tls_cert: None,
             tls_key: None,
             max_connections: 64,

@@ -10,6 +10,7 @@ use sha2::Digest;
 
 use super::{Actor, App, AppError};
 use crate::lake::AsOf;
+use crate::query::pg::{Described, Params};
 use crate::query::{Answer, Limits, QueryError, Session};
 use crate::schema::PROVENANCE;
 
@@ -91,8 +92,24 @@ impl App {
         sql: &str,
         actor: Actor<'_>,
     ) -> Result<AuditedAnswer, AppError> {
+        self.query_stream_with(session, sql, None, actor).await
+    }
+
+    /// [`App::query_stream`] with the bound parameters of a Postgres extended-protocol
+    /// statement (the audit record hashes the statement's text, not the values).
+    pub async fn query_stream_with(
+        &self,
+        session: &Session,
+        sql: &str,
+        params: Option<Params>,
+        actor: Actor<'_>,
+    ) -> Result<AuditedAnswer, AppError> {
         let fields = sql_fields(sql, actor);
-        match session.stream(statement(sql)).await {
+        let started = match params {
+            None => session.stream(statement(sql)).await,
+            Some(p) => session.stream_with(statement(sql), p).await,
+        };
+        match started {
             Ok(answer) => Ok(AuditedAnswer {
                 answer,
                 audit: crate::audit::AuditLog::new(self.audit.path()),
@@ -123,6 +140,39 @@ impl App {
                 Err(e.into())
             }
         }
+    }
+
+    /// An analyst session that also answers Postgres clients (`pg_catalog`, Postgres's
+    /// functions and dialect).
+    pub async fn pg_session(&self) -> Result<Session, AppError> {
+        let session = self.session(None).await?;
+        session.speak_postgres().await?;
+        Ok(session)
+    }
+
+    /// The columns and parameter types of a Postgres extended-protocol statement, through the
+    /// same gate; a refusal is audited as in [`App::describe_query`].
+    pub async fn describe_statement(
+        &self,
+        session: &Session,
+        sql: &str,
+        actor: Actor<'_>,
+    ) -> Result<Described, AppError> {
+        match session.describe_statement(statement(sql)).await {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                self.record_unanswered(sql_fields(sql, actor), status_of(&e))?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Refuses, with its audit record, a statement no analyst door runs (`why` says what).
+    pub fn refuse(&self, sql: &str, actor: Actor<'_>, why: &str) -> AppError {
+        if let Err(e) = self.record_unanswered(sql_fields(sql, actor), "refused") {
+            return e;
+        }
+        QueryError::Refused(why.into()).into()
     }
 
     /// Refuses, with its audit record, a statement a protocol sends as a change (Flight SQL's

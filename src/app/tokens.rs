@@ -51,7 +51,33 @@ impl App {
         role: Role,
         route: &str,
     ) -> Result<TokenRecord, Denial> {
-        let result = self.tokens().authorise(token, role);
+        self.judged(self.tokens().authorise(token, role), route)
+    }
+
+    /// The same judgement for a caller found another way (a Postgres SCRAM login, whose proof
+    /// matched `found`, or none): audited as [`App::authorise`] audits.
+    pub fn authorise_found(
+        &self,
+        found: Option<TokenRecord>,
+        role: Role,
+        route: &str,
+    ) -> Result<TokenRecord, Denial> {
+        let result = match found {
+            None => Err(Denial::UnknownToken),
+            Some(rec) if rec.role == role => Ok(rec),
+            Some(rec) => Err(Denial::WrongRole {
+                token: Box::new(rec),
+                needs: role,
+            }),
+        };
+        self.judged(result, route)
+    }
+
+    fn judged(
+        &self,
+        result: Result<TokenRecord, Denial>,
+        route: &str,
+    ) -> Result<TokenRecord, Denial> {
         let audit = match &result {
             Ok(_) | Err(Denial::Store(_)) => None,
             Err(Denial::NoToken) => Some((

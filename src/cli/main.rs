@@ -154,6 +154,9 @@ enum Command {
         /// Also serve Arrow Flight SQL here (default: serve.flight_listen; unset, off).
         #[arg(long, value_name = "ADDR")]
         flight: Option<String>,
+        /// Also serve the Postgres wire protocol here (default: serve.postgres_listen; unset, off).
+        #[arg(long, value_name = "ADDR")]
+        postgres: Option<String>,
     },
     /// Access tokens for `tip serve`.
     Token {
@@ -353,7 +356,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             extract::run(&cli, &req).await
         }
         Command::Schedule { once, now } => schedule::run(&cli, *once, now.as_deref()).await,
-        Command::Serve { listen, flight } => serve::run(&cli, listen, flight).await,
+        Command::Serve {
+            listen,
+            flight,
+            postgres,
+        } => serve::run(&cli, listen, flight, postgres).await,
         Command::Token { command } => token::run(&cli, command),
         Command::Check => check::run(&cli).await,
         Command::Maintain => maintain::run(&cli).await,

@@ -11,6 +11,7 @@ pub async fn run(
     cli: &Cli,
     listen: &Option<String>,
     flight: &Option<String>,
+    postgres: &Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let app = Arc::new(app(cli)?);
     check_or_fail(&app).await?;
@@ -24,6 +25,7 @@ pub async fn run(
     let listen = tip::serve::Listen {
         http: listen.clone().unwrap_or_else(|| cfg.listen.clone()),
         flight: flight.clone().or_else(|| cfg.flight_listen.clone()),
+        postgres: postgres.clone().or_else(|| cfg.postgres_listen.clone()),
     };
     tip::serve::serve(app, uploads, &listen).await?;
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ pub mod capture;
 mod encode;
 mod export;
 mod gate;
+pub mod pg;
 mod reference;
 mod shell;
 
@@ -177,7 +178,7 @@ impl Session {
         gate::check_size(sql, &self.limits)?;
         gate(sql)?;
         let (ctx, sql) = (self.ctx.clone(), sql.to_string());
-        Answer::start(plan_read_only(ctx, sql), self.limits).await
+        Answer::start(plan_read_only(ctx, sql, None), self.limits).await
     }
 
     /// The columns a statement would answer with, through the same gate and checks as
@@ -186,7 +187,7 @@ impl Session {
     pub async fn describe(&self, sql: &str) -> Result<SchemaRef, QueryError> {
         gate::check_size(sql, &self.limits)?;
         gate(sql)?;
-        let work = plan_read_only(self.ctx.clone(), sql.to_string());
+        let work = plan_read_only(self.ctx.clone(), sql.to_string(), None);
         match tokio::time::timeout(self.limits.timeout, work).await {
             Ok(Ok(df)) => Ok(Arc::new(df.schema().as_arrow().clone())),
             Ok(Err(stop)) => Err(answer::classify(stop, &self.limits)),
@@ -258,8 +259,13 @@ pub struct Relation {
     pub schema: SchemaRef,
 }
 
-/// Plans an analyst statement with DDL, DML and statements off, then checks the plan itself.
-async fn plan_read_only(ctx: SessionContext, sql: String) -> Result<DataFrame, Stop> {
+/// Plans an analyst statement with DDL, DML and statements off, then checks the plan itself;
+/// binds the parameters of an extended-protocol statement after the check.
+async fn plan_read_only(
+    ctx: SessionContext,
+    sql: String,
+    params: Option<datafusion::common::ParamValues>,
+) -> Result<DataFrame, Stop> {
     let opts = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -272,7 +278,10 @@ async fn plan_read_only(ctx: SessionContext, sql: String) -> Result<DataFrame, S
                 _ => Stop::Engine(e),
             })?;
     gate::read_only_plan(df.logical_plan())?;
-    Ok(df)
+    match params {
+        Some(p) => df.with_param_values(p).map_err(Stop::Engine),
+        None => Ok(df),
+    }
 }
 
 /// A session context with a fixed memory pool: operators that can spill (sorts,

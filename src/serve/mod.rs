@@ -12,6 +12,7 @@
 mod flight;
 mod net;
 mod page;
+mod postgres;
 mod sql;
 mod tokens;
 mod uploads;
@@ -195,10 +196,12 @@ fn allowed(
     })
 }
 
-/// Where `tip serve` listens: HTTP always; Flight SQL when given an address.
+/// Where `tip serve` listens: HTTP always; Flight SQL and the Postgres wire protocol when
+/// given an address.
 pub struct Listen {
     pub http: String,
     pub flight: Option<String>,
+    pub postgres: Option<String>,
 }
 
 /// Serves until the process is stopped. Binds every port, and checks the TLS configuration,
@@ -221,9 +224,19 @@ pub async fn serve(
         }
         None => None,
     };
+    let postgres = match &listen.postgres {
+        Some(a) => {
+            let l = net::bind(a, "Postgres", tls.is_some()).await?;
+            Some((postgres::tls(tls.as_ref())?, l))
+        }
+        None => None,
+    };
     println!("tip serve: listening on http://{}", listener.local_addr()?);
     if let Some((_, l)) = &flight {
         println!("tip serve: Flight SQL on grpc://{}", l.local_addr()?);
+    }
+    if let Some((_, l)) = &postgres {
+        println!("tip serve: Postgres on postgresql://{}", l.local_addr()?);
     }
     std::io::stdout().flush().ok();
     let http = async { axum::serve(listener, router(state.clone())).await };
@@ -236,8 +249,18 @@ pub async fn serve(
             None => std::future::pending().await,
         }
     };
+    let postgres = async {
+        match postgres {
+            Some((acceptor, l)) => {
+                let places = Arc::new(tokio::sync::Semaphore::new(places));
+                postgres::run(state.clone(), l, acceptor, places).await
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         r = http => r,
         r = flight => r,
+        r = postgres => r,
     }
 }

@@ -91,6 +91,14 @@ pub async fn accept(listener: &TcpListener, places: &Arc<Semaphore>, what: &str)
     }
 }
 
+impl Limited {
+    /// The connection and the place it holds (a protocol server that takes a plain socket
+    /// keeps the place for as long as it serves the connection).
+    pub fn into_parts(self) -> (TcpStream, OwnedSemaphorePermit) {
+        (self.io, self._place)
+    }
+}
+
 impl AsyncRead for Limited {
     fn poll_read(
         mut self: Pin<&mut Self>,

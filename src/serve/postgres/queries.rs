@@ -1,0 +1,334 @@
+//! Statements: the simple protocol (one message, any number of statements, run in order until
+//! one fails) and the extended one (Parse plans through the gate, Bind decodes parameters,
+//! Execute runs with its audit record, in the portal's row batches). Answers stream from the
+//! engine as Postgres rows, text or binary as the client asks.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{Sink, Stream, StreamExt};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::DataRow;
+use pgwire::types::format::FormatOptions;
+
+use super::{Shared, caller, core_error, pg_error};
+use crate::access::TokenRecord;
+use crate::app::Actor;
+use crate::app::analysis::AuditedAnswer;
+use crate::query::Limits;
+use crate::query::pg::{self, Described, Params, PgStatement};
+use crate::serve::sql::Turn;
+
+/// A statement of the extended protocol, as Parse left it.
+#[derive(Clone)]
+pub struct Prepared {
+    statement: PgStatement,
+    /// A query's columns and parameter types, planned through the gate at Parse.
+    described: Option<Arc<Described>>,
+}
+
+pub struct Queries {
+    st: Shared,
+    parser: Arc<Parser>,
+}
+
+pub struct Parser {
+    st: Shared,
+}
+
+impl Queries {
+    pub fn new(st: Shared) -> Queries {
+        Queries {
+            parser: Arc::new(Parser { st: st.clone() }),
+            st,
+        }
+    }
+}
+
+/// A turn among `serve.max_concurrent_queries`, ended with the answer or at the time limit.
+async fn turn(st: &Shared) -> PgWireResult<Arc<Turn>> {
+    let permit = st
+        .queries
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| pg_error("FATAL", "57P01", "the server is shutting down"))?;
+    let limit = Duration::from_secs(st.app.config.query.timeout_seconds.max(1));
+    Ok(Arc::new(Turn::new(permit, limit)))
+}
+
+fn limits(st: &Shared) -> Limits {
+    Limits::from(&st.app.config.query)
+}
+
+/// What one statement answers. Only queries reach the engine, through the gate; the session
+/// statements change nothing.
+async fn respond(
+    st: &Shared,
+    statement: &PgStatement,
+    rec: &TokenRecord,
+    params: Option<Params>,
+    out: Output<'_>,
+) -> PgWireResult<Response> {
+    let actor = Actor::Token(rec);
+    Ok(match statement {
+        PgStatement::Set => Response::Execution(Tag::new("SET")),
+        PgStatement::SetEngine(sql) => {
+            let why = "the engine's options are the hub's configuration: SET cannot change them";
+            return Err(core_error(st.app.refuse(sql, actor, why)));
+        }
+        PgStatement::Show(name) => show(name, out.format)?,
+        PgStatement::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+        PgStatement::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
+        PgStatement::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
+        PgStatement::Discard => Response::Execution(Tag::new("DISCARD ALL")),
+        PgStatement::Deallocate => Response::Execution(Tag::new("DEALLOCATE")),
+        PgStatement::Query(sql) => {
+            let session = st.app.pg_session().await.map_err(core_error)?;
+            let answer = st
+                .app
+                .query_stream_with(&session, sql, params, actor)
+                .await
+                .map_err(core_error)?;
+            let fields = fields(&answer.schema(), out.format, out.options)?;
+            let rows = rows(answer, fields.clone(), out.turn.clone());
+            Response::Query(QueryResponse::new(fields, rows))
+        }
+    })
+}
+
+/// How an answer goes back: the columns' format, the client's date style, the query's turn.
+struct Output<'a> {
+    format: &'a Format,
+    options: Arc<FormatOptions>,
+    turn: &'a Arc<Turn>,
+}
+
+fn fields(
+    schema: &arrow::datatypes::Schema,
+    format: &Format,
+    options: Arc<FormatOptions>,
+) -> PgWireResult<Arc<Vec<FieldInfo>>> {
+    let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, Some(options))
+        .map_err(|_| {
+            pg_error(
+                "ERROR",
+                "0A000",
+                "a column type Postgres clients cannot read",
+            )
+        })?;
+    Ok(Arc::new(fields))
+}
+
+/// The answer's batches as rows, a batch at a time; an error or a limit ends the rows with
+/// its error. The turn ends with the rows (or at the time limit).
+fn rows(
+    answer: AuditedAnswer,
+    fields: Arc<Vec<FieldInfo>>,
+    turn: Arc<Turn>,
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    futures::stream::unfold(Some((answer, turn)), move |state| {
+        let fields = fields.clone();
+        async move {
+            let (mut answer, turn) = state?;
+            match answer.next().await {
+                Some(Ok(b)) => {
+                    let rows: Vec<PgWireResult<DataRow>> =
+                        arrow_pg::datatypes::encode_recordbatch(fields, b).collect();
+                    Some((futures::stream::iter(rows), Some((answer, turn))))
+                }
+                Some(Err(e)) => Some((futures::stream::iter(vec![Err(core_error(e))]), None)),
+                None => None,
+            }
+        }
+    })
+    .flatten()
+}
+
+/// `SHOW name`: one row, one text column named as the setting.
+fn show(name: &str, format: &Format) -> PgWireResult<Response> {
+    let value = pg::setting(name).ok_or_else(|| {
+        pg_error(
+            "ERROR",
+            "42704",
+            format!("unrecognized configuration parameter \"{name}\""),
+        )
+    })?;
+    let fields = Arc::new(show_fields(name, format));
+    let mut enc = DataRowEncoder::new(fields.clone());
+    enc.encode_field(&value)?;
+    let row = enc.take_row();
+    Ok(Response::Query(QueryResponse::new(
+        fields,
+        futures::stream::iter(vec![Ok(row)]),
+    )))
+}
+
+fn show_fields(name: &str, format: &Format) -> Vec<FieldInfo> {
+    let column = name.trim().to_ascii_lowercase().replace(' ', "_");
+    vec![FieldInfo::new(
+        column,
+        None,
+        None,
+        Type::TEXT,
+        format.format_for(0),
+    )]
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Queries {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let rec = caller(&self.st, client)?;
+        let statements =
+            pg::statements(query, &limits(&self.st)).map_err(|e| core_error(e.into()))?;
+        // One turn for the message: its answers are read one after the other.
+        let turn = turn(&self.st).await?;
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let mut out = Vec::new();
+        for s in &statements {
+            let output = Output {
+                format: &Format::UnifiedText,
+                options: options.clone(),
+                turn: &turn,
+            };
+            match respond(&self.st, s, &rec, None, output).await {
+                Ok(r) => out.push(r),
+                Err(PgWireError::UserError(info)) => {
+                    out.push(Response::Error(info));
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let rec = caller(&self.st, client)?;
+        let mut statements =
+            pg::statements(sql, &limits(&self.st)).map_err(|e| core_error(e.into()))?;
+        if statements.len() > 1 {
+            return Err(pg_error(
+                "ERROR",
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(None);
+        };
+        let described = match &statement {
+            PgStatement::Query(q) => {
+                let _turn = turn(&self.st).await?;
+                let app = &self.st.app;
+                let session = app.pg_session().await.map_err(core_error)?;
+                let d = app
+                    .describe_statement(&session, q, Actor::Token(&rec))
+                    .await
+                    .map_err(core_error)?;
+                Some(Arc::new(d))
+            }
+            _ => None,
+        };
+        Ok(Some(Prepared {
+            statement,
+            described,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt
+            .described
+            .iter()
+            .flat_map(|d| d.params.iter())
+            .map(|t| {
+                t.as_ref()
+                    .and_then(|t| arrow_pg::datatypes::into_pg_type(t).ok())
+                    .unwrap_or(Type::UNKNOWN)
+            })
+            .collect())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        let format = format.unwrap_or(&Format::UnifiedText);
+        match (&stmt.statement, &stmt.described) {
+            (PgStatement::Show(name), _) => Ok(show_fields(name, format)),
+            (_, Some(d)) => {
+                let options = Arc::new(FormatOptions::default());
+                Ok(fields(&d.schema, format, options)?.as_ref().clone())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Queries {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let rec = caller(&self.st, client)?;
+        let prepared = &portal.statement.statement;
+        let params = match &prepared.described {
+            Some(d) => {
+                Some(pg::decode_params(portal, &d.params).map_err(|e| core_error(e.into()))?)
+            }
+            None => None,
+        };
+        let turn = turn(&self.st).await?;
+        let output = Output {
+            format: &portal.result_column_format,
+            options: Arc::new(FormatOptions::from_client_metadata(client.metadata())),
+            turn: &turn,
+        };
+        respond(&self.st, &prepared.statement, &rec, params, output).await
+    }
+}
