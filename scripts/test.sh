@@ -41,6 +41,19 @@ if ! python3 -c "import adbc_driver_flightsql.dbapi, adbc_driver_manager, pyarro
   python3 -c "import adbc_driver_flightsql.dbapi" || { echo "scripts/test.sh: adbc-driver-flightsql (Python) could not be installed" >&2; exit 1; }
 fi
 
+# Real Postgres clients for the Postgres wire-protocol tests: Debian's psql and psycopg 3.
+if ! command -v psql >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-client >/dev/null
+fi
+if ! python3 -c "import psycopg" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]>=3.1" ||
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages "psycopg[binary]>=3.1"
+  python3 -c "import psycopg" || { echo "scripts/test.sh: psycopg (Python) could not be installed" >&2; exit 1; }
+fi
+
 # A real browser for the report and upload-page tests: Debian's Chromium and ChromeDriver, driven
 # by Selenium from Python.
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then

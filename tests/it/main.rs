@@ -15,6 +15,7 @@ mod ingest;
 mod layering;
 mod linkage;
 mod partner_side;
+mod postgres;
 mod privacy;
 mod query;
 mod s3;

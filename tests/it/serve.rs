@@ -131,7 +131,7 @@ pub(crate) fn start_full(
         .to_string();
     let others = serve_args
         .iter()
-        .filter(|a| a.starts_with("--flight"))
+        .filter(|a| a.starts_with("--flight") || a.starts_with("--postgres"))
         .map(|_| {
             let mut l = String::new();
             out.read_line(&mut l).unwrap();

@@ -27,6 +27,8 @@ const ROUTE: &str = "postgres login";
 /// One connection's login.
 pub struct Login {
     st: Shared,
+    /// The server has TLS: a client that did not ask for it is turned away.
+    require_tls: bool,
     state: Mutex<State>,
 }
 
@@ -46,9 +48,10 @@ struct Challenge {
 }
 
 impl Login {
-    pub fn new(st: Shared) -> Login {
+    pub fn new(st: Shared, require_tls: bool) -> Login {
         Login {
             st,
+            require_tls,
             state: Mutex::new(State::Initial),
         }
     }
@@ -90,6 +93,13 @@ impl Login {
         let mut state = self.state.lock().await;
         match (&*state, message) {
             (State::Initial, PgWireFrontendMessage::Startup(startup)) => {
+                if self.require_tls && !client.is_secure() {
+                    return Err(pg_error(
+                        "FATAL",
+                        "28000",
+                        "this server requires TLS: connect with sslmode=require (or verify-full)",
+                    ));
+                }
                 protocol_negotiation(client, &startup).await?;
                 // The client's parameters (user, database, application name) as it sent
                 // them; none of them is trusted as who is calling.

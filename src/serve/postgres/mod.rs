@@ -36,13 +36,17 @@ use crate::query::pg::setting;
 pub struct Postgres {
     st: Shared,
     queries: Arc<queries::Queries>,
+    tls: bool,
 }
 
 impl Postgres {
-    pub fn new(st: Shared) -> Postgres {
+    /// With `tls`, every connection must be TLS: pgwire would otherwise answer a client
+    /// that does not ask for it in plain text.
+    pub fn new(st: Shared, tls: bool) -> Postgres {
         Postgres {
             queries: Arc::new(queries::Queries::new(st.clone())),
             st,
+            tls,
         }
     }
 }
@@ -58,7 +62,7 @@ impl PgWireServerHandlers for Postgres {
 
     /// Called once per connection: the SCRAM exchange keeps its state in the handler.
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(login::Login::new(self.st.clone()))
+        Arc::new(login::Login::new(self.st.clone(), self.tls))
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
@@ -199,7 +203,7 @@ pub async fn run(
     tls: Option<TlsAcceptor>,
     places: Arc<Semaphore>,
 ) -> std::io::Result<()> {
-    let handlers = Arc::new(Postgres::new(st));
+    let handlers = Arc::new(Postgres::new(st, tls.is_some()));
     loop {
         let (io, place) = net::accept(&listener, &places, "Postgres")
             .await

@@ -7,6 +7,8 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use futures::{Sink, Stream, StreamExt};
 use pgwire::api::portal::{Format, Portal};
@@ -86,6 +88,10 @@ async fn respond(
             let why = "the engine's options are the hub's configuration: SET cannot change them";
             return Err(core_error(st.app.refuse(sql, actor, why)));
         }
+        PgStatement::Copy(sql) => {
+            let why = "COPY is refused: the lake is read-only, and answers leave by queries";
+            return Err(core_error(st.app.refuse(sql, actor, why)));
+        }
         PgStatement::Show(name) => show(name, out.format)?,
         PgStatement::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         PgStatement::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
@@ -99,8 +105,9 @@ async fn respond(
                 .query_stream_with(&session, sql, params, actor)
                 .await
                 .map_err(core_error)?;
-            let fields = fields(&answer.schema(), out.format, out.options)?;
-            let rows = rows(answer, fields.clone(), out.turn.clone());
+            let plain = Arc::new(plain_schema(&answer.schema()));
+            let fields = fields(&plain, out.format, out.options)?;
+            let rows = rows(answer, plain, fields.clone(), out.turn.clone());
             Response::Query(QueryResponse::new(fields, rows))
         }
     })
@@ -114,7 +121,7 @@ struct Output<'a> {
 }
 
 fn fields(
-    schema: &arrow::datatypes::Schema,
+    schema: &Schema,
     format: &Format,
     options: Arc<FormatOptions>,
 ) -> PgWireResult<Arc<Vec<FieldInfo>>> {
@@ -133,17 +140,20 @@ fn fields(
 /// its error. The turn ends with the rows (or at the time limit).
 fn rows(
     answer: AuditedAnswer,
+    plain: SchemaRef,
     fields: Arc<Vec<FieldInfo>>,
     turn: Arc<Turn>,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
     futures::stream::unfold(Some((answer, turn)), move |state| {
-        let fields = fields.clone();
+        let (fields, plain) = (fields.clone(), plain.clone());
         async move {
             let (mut answer, turn) = state?;
             match answer.next().await {
                 Some(Ok(b)) => {
-                    let rows: Vec<PgWireResult<DataRow>> =
-                        arrow_pg::datatypes::encode_recordbatch(fields, b).collect();
+                    let rows: Vec<PgWireResult<DataRow>> = match unpack(b, &plain) {
+                        Ok(b) => arrow_pg::datatypes::encode_recordbatch(fields, b).collect(),
+                        Err(e) => vec![Err(e)],
+                    };
                     Some((futures::stream::iter(rows), Some((answer, turn))))
                 }
                 Some(Err(e)) => Some((futures::stream::iter(vec![Err(core_error(e))]), None)),
@@ -152,6 +162,57 @@ fn rows(
         }
     })
     .flatten()
+}
+
+/// A type as Postgres clients read it: dictionaries (the lake's partition columns, inside
+/// lists too) as their values.
+fn plain_type(t: &DataType) -> DataType {
+    let field = |f: &FieldRef| -> FieldRef {
+        Arc::new(Field::new(
+            f.name(),
+            plain_type(f.data_type()),
+            f.is_nullable(),
+        ))
+    };
+    match t {
+        DataType::Dictionary(_, v) => plain_type(v),
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::LargeList(f) => DataType::LargeList(field(f)),
+        DataType::Struct(fs) => DataType::Struct(fs.iter().map(field).collect()),
+        other => other.clone(),
+    }
+}
+
+fn plain_schema(schema: &Schema) -> Schema {
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), plain_type(f.data_type()), f.is_nullable()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// A batch in the plain types of `plain`.
+fn unpack(b: RecordBatch, plain: &SchemaRef) -> PgWireResult<RecordBatch> {
+    if b.schema().fields() == plain.fields() {
+        return Ok(b);
+    }
+    let bad = |_| {
+        pg_error(
+            "ERROR",
+            "XX000",
+            "a column could not be converted for Postgres",
+        )
+    };
+    let columns = b
+        .columns()
+        .iter()
+        .zip(plain.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    RecordBatch::try_new(plain.clone(), columns).map_err(bad)
 }
 
 /// `SHOW name`: one row, one text column named as the setting.
@@ -287,7 +348,9 @@ impl QueryParser for Parser {
             (PgStatement::Show(name), _) => Ok(show_fields(name, format)),
             (_, Some(d)) => {
                 let options = Arc::new(FormatOptions::default());
-                Ok(fields(&d.schema, format, options)?.as_ref().clone())
+                Ok(fields(&plain_schema(&d.schema), format, options)?
+                    .as_ref()
+                    .clone())
             }
             _ => Ok(Vec::new()),
         }
