@@ -209,6 +209,17 @@ impl TokenStore {
             .collect())
     }
 
+    /// The salt the store's SCRAM verifiers share (a fixed one of its own while it has none),
+    /// for the challenge to a user with no token: it looks like any other.
+    pub fn scram_salt(&self) -> Result<Vec<u8>, TokenError> {
+        let records = self.load()?;
+        if records.iter().any(|r| r.scram_sha256.is_some()) {
+            return Ok(hub_salt(&records));
+        }
+        let h = sha2::Sha256::digest(self.path.display().to_string().as_bytes());
+        Ok(h[..16].to_vec())
+    }
+
     /// The live record with this id (a Postgres connection re-checks its token at each query,
     /// so a revocation ends what an open connection can do).
     pub fn live_by_id(&self, id: &str) -> Result<Option<TokenRecord>, TokenError> {

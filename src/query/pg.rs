@@ -403,7 +403,11 @@ mod tests {
         // Everything else is a query for the gate to judge, DDL included.
         assert!(matches!(
             one("COPY cases TO '/tmp/x'"),
-            PgStatement::Query(_)
+            PgStatement::Copy(_)
+        ));
+        assert!(matches!(
+            one("COPY (SELECT 1) TO STDOUT"),
+            PgStatement::Copy(_)
         ));
         assert!(matches!(one("DROP TABLE cases"), PgStatement::Query(_)));
     }

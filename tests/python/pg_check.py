@@ -241,6 +241,17 @@ with connect() as conn:
 
 # Grafana's health check (pgx): a comment alone, as a simple query.
 psql("-- ping")
+# Several statements in one simple-protocol message run in order; more than 16 queries in one
+# message are refused rather than started together.
+if psql("SET extra_float_digits = 3; SELECT 41 + 1 AS n; SELECT count(*) AS n FROM cases").splitlines()[-2] != str(
+    len(rows_of_ndjson(answers_dir / "cases.ndjson"))
+):
+    fail("a message of several statements")
+many = subprocess.run(
+    ["psql", "-X", "-d", dsn(token_id, token), "-c", "SELECT 1;" * 17], capture_output=True, text=True
+)
+if many.returncode == 0 or "at most 16 queries" not in many.stderr:
+    fail(f"17 queries in one message: {many.stdout} {many.stderr}")
 
 # Logins that must fail.
 logins = 0

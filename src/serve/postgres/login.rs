@@ -4,6 +4,8 @@
 //! would otherwise take a non-fatal error during the login as the end of it.
 
 use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -22,6 +24,11 @@ use super::{Caller, Parameters, Shared, pg_error};
 use crate::access::{Denial, Role, SCRAM_ITERATIONS, Scram, TokenRecord};
 
 const MECHANISM: &str = "SCRAM-SHA-256";
+
+/// How a connection's login stands, for the watch that ends failed and stalled logins.
+pub const PENDING: u8 = 0;
+pub const DONE: u8 = 1;
+pub const FAILED: u8 = 2;
 const ROUTE: &str = "postgres login";
 
 /// One connection's login.
@@ -30,6 +37,7 @@ pub struct Login {
     /// The server has TLS: a client that did not ask for it is turned away.
     require_tls: bool,
     state: Mutex<State>,
+    outcome: Arc<AtomicU8>,
 }
 
 enum State {
@@ -48,11 +56,12 @@ struct Challenge {
 }
 
 impl Login {
-    pub fn new(st: Shared, require_tls: bool) -> Login {
+    pub fn new(st: Shared, require_tls: bool, outcome: Arc<AtomicU8>) -> Login {
         Login {
             st,
             require_tls,
             state: Mutex::new(State::Initial),
+            outcome,
         }
     }
 }
@@ -69,7 +78,7 @@ impl StartupHandler for Login {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self.step(client, message).await {
+        let result = match self.step(client, message).await {
             Ok(()) => Ok(()),
             Err(PgWireError::UserError(info)) if info.severity == "FATAL" => {
                 Err(PgWireError::UserError(info))
@@ -79,7 +88,13 @@ impl StartupHandler for Login {
                 "08P01",
                 "the login did not follow SCRAM-SHA-256",
             )),
+        };
+        if result.is_err() {
+            self.outcome.store(FAILED, Ordering::Release);
+        } else if matches!(*self.state.lock().await, State::Done) {
+            self.outcome.store(DONE, Ordering::Release);
         }
+        result
     }
 }
 
@@ -151,18 +166,13 @@ impl Login {
     fn challenge(&self, user: &str, client_first: &str) -> PgWireResult<Challenge> {
         let (gs2_header, bare) = split_gs2(client_first)?;
         let client_nonce = attribute(bare, "r").ok_or_else(|| fatal("no client nonce"))?;
-        let mut candidates = self.st.app.tokens().scram_candidates(user).map_err(|e| {
-            eprintln!("tip serve (Postgres): {e}");
-            pg_error("FATAL", "XX000", "the token store cannot be read")
-        })?;
-        // An unknown user gets a challenge like any other, and fails at the proof.
+        let tokens = self.st.app.tokens();
+        let mut candidates = tokens.scram_candidates(user).map_err(store_error)?;
+        // An unknown user gets a challenge like any other (the store's own salt, so it cannot
+        // be told from a known one), and fails at the proof.
         let (salt, iterations) = match candidates.first() {
             Some((_, s)) => (s.salt.clone(), s.iterations),
-            None => {
-                let mut salt = vec![0u8; 16];
-                crate::util::random::fill(&mut salt);
-                (salt, SCRAM_ITERATIONS)
-            }
+            None => (tokens.scram_salt().map_err(store_error)?, SCRAM_ITERATIONS),
         };
         candidates.retain(|(_, s)| s.salt == salt && s.iterations == iterations);
         let mut server_nonce = [0u8; 18];
@@ -217,6 +227,11 @@ impl Login {
             )),
         }
     }
+}
+
+fn store_error(e: crate::access::TokenError) -> PgWireError {
+    eprintln!("tip serve (Postgres): {e}");
+    pg_error("FATAL", "XX000", "the token store cannot be read")
 }
 
 fn fatal(why: &str) -> PgWireError {

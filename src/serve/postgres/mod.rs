@@ -16,6 +16,7 @@ mod queries;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use pgwire::api::auth::{ServerParameterProvider, StartupHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -32,23 +33,15 @@ use crate::app::AppError;
 use crate::query::QueryError;
 use crate::query::pg::setting;
 
-/// The handlers of one server: a login per connection, the query handlers shared.
+/// The handlers of one connection: its login, and the query handlers every connection shares.
 pub struct Postgres {
     st: Shared,
     queries: Arc<queries::Queries>,
+    /// With TLS, every connection must be TLS: pgwire would otherwise answer a client that
+    /// does not ask for it in plain text.
     tls: bool,
-}
-
-impl Postgres {
-    /// With `tls`, every connection must be TLS: pgwire would otherwise answer a client
-    /// that does not ask for it in plain text.
-    pub fn new(st: Shared, tls: bool) -> Postgres {
-        Postgres {
-            queries: Arc::new(queries::Queries::new(st.clone())),
-            st,
-            tls,
-        }
-    }
+    /// How the connection's login stands (see [`login::PENDING`]).
+    login: Arc<AtomicU8>,
 }
 
 impl PgWireServerHandlers for Postgres {
@@ -62,7 +55,11 @@ impl PgWireServerHandlers for Postgres {
 
     /// Called once per connection: the SCRAM exchange keeps its state in the handler.
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(login::Login::new(self.st.clone(), self.tls))
+        Arc::new(login::Login::new(
+            self.st.clone(),
+            self.tls,
+            self.login.clone(),
+        ))
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
@@ -203,17 +200,44 @@ pub async fn run(
     tls: Option<TlsAcceptor>,
     places: Arc<Semaphore>,
 ) -> std::io::Result<()> {
-    let handlers = Arc::new(Postgres::new(st, tls.is_some()));
+    let queries = Arc::new(queries::Queries::new(st.clone()));
     loop {
         let (io, place) = net::accept(&listener, &places, "Postgres")
             .await
             .into_parts();
-        let (handlers, tls) = (handlers.clone(), tls.clone());
+        let login = Arc::new(AtomicU8::new(login::PENDING));
+        let handlers = Postgres {
+            st: st.clone(),
+            queries: queries.clone(),
+            tls: tls.is_some(),
+            login: login.clone(),
+        };
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _place = place;
-            if let Err(e) = pgwire::tokio::process_socket(io, tls, handlers).await {
-                eprintln!("tip serve (Postgres): connection: {e}");
+            tokio::select! {
+                r = pgwire::tokio::process_socket(io, tls, handlers) => {
+                    if let Err(e) = r {
+                        eprintln!("tip serve (Postgres): connection: {e}");
+                    }
+                }
+                _ = login_watch(&login) => {}
             }
         });
+    }
+}
+
+/// Ends (by returning) a connection whose login failed, or has not succeeded within a
+/// minute: after a failed login pgwire stops writing but keeps reading, so a client that
+/// stays connected would hold its place for good.
+async fn login_watch(login: &AtomicU8) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match login.load(Ordering::Acquire) {
+            login::DONE => return std::future::pending().await,
+            login::FAILED => return,
+            _ if tokio::time::Instant::now() >= deadline => return,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
     }
 }

@@ -99,6 +99,10 @@ async fn respond(
         PgStatement::Discard => Response::Execution(Tag::new("DISCARD ALL")),
         PgStatement::Deallocate => Response::Execution(Tag::new("DEALLOCATE")),
         PgStatement::Query(sql) => {
+            let turn = match out.turn {
+                Some(t) => t,
+                None => turn(st).await?,
+            };
             let session = st.app.pg_session().await.map_err(core_error)?;
             let answer = st
                 .app
@@ -107,17 +111,18 @@ async fn respond(
                 .map_err(core_error)?;
             let plain = Arc::new(plain_schema(&answer.schema()));
             let fields = fields(&plain, out.format, out.options)?;
-            let rows = rows(answer, plain, fields.clone(), out.turn.clone());
+            let rows = rows(answer, plain, fields.clone(), turn);
             Response::Query(QueryResponse::new(fields, rows))
         }
     })
 }
 
-/// How an answer goes back: the columns' format, the client's date style, the query's turn.
+/// How an answer goes back: the columns' format, the client's date style, and the turn of the
+/// message it is part of (none: a query takes its own).
 struct Output<'a> {
     format: &'a Format,
     options: Arc<FormatOptions>,
-    turn: &'a Arc<Turn>,
+    turn: Option<Arc<Turn>>,
 }
 
 fn fields(
@@ -151,7 +156,10 @@ fn rows(
             match answer.next().await {
                 Some(Ok(b)) => {
                     let rows: Vec<PgWireResult<DataRow>> = match unpack(b, &plain) {
-                        Ok(b) => arrow_pg::datatypes::encode_recordbatch(fields, b).collect(),
+                        // An encoder's error may hold the column's values: never passed on.
+                        Ok(b) => arrow_pg::datatypes::encode_recordbatch(fields, b)
+                            .map(|r| r.map_err(|_| encode_error()))
+                            .collect(),
                         Err(e) => vec![Err(e)],
                     };
                     Some((futures::stream::iter(rows), Some((answer, turn))))
@@ -162,6 +170,33 @@ fn rows(
         }
     })
     .flatten()
+}
+
+fn encode_error() -> PgWireError {
+    pg_error(
+        "ERROR",
+        "XX000",
+        "a value could not be encoded for Postgres",
+    )
+}
+
+/// The most queries one simple-protocol message may hold: all but the last are read whole
+/// (within the answer limits) before the next starts, so a message runs one query at a time.
+const MAX_QUERIES_PER_MESSAGE: usize = 16;
+
+/// A query's whole answer, read within its turn, for a message with more statements to come.
+async fn drained(r: Response) -> PgWireResult<Response> {
+    let Response::Query(mut q) = r else {
+        return Ok(r);
+    };
+    let mut rows = Vec::new();
+    while let Some(row) = q.data_rows.next().await {
+        rows.push(Ok(row?));
+    }
+    Ok(Response::Query(QueryResponse::new(
+        q.row_schema.clone(),
+        futures::stream::iter(rows),
+    )))
 }
 
 /// A type as Postgres clients read it: dictionaries (the lake's partition columns, inside
@@ -257,17 +292,43 @@ impl SimpleQueryHandler for Queries {
         let rec = caller(&self.st, client)?;
         let statements =
             pg::statements(query, &limits(&self.st)).map_err(|e| core_error(e.into()))?;
-        // One turn for the message: its answers are read one after the other.
-        let turn = turn(&self.st).await?;
+        if statements.is_empty() {
+            // A comment alone (pgx's `-- ping`): as Postgres answers it.
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let queries = statements
+            .iter()
+            .filter(|s| matches!(s, PgStatement::Query(_)))
+            .count();
+        if queries > MAX_QUERIES_PER_MESSAGE {
+            return Err(pg_error(
+                "ERROR",
+                "54000",
+                format!(
+                    "at most {MAX_QUERIES_PER_MESSAGE} queries in one message: send them apart"
+                ),
+            ));
+        }
+        // One turn for the message, taken by its first query: its answers are read one after
+        // the other, the ones before the last whole.
+        let mut message_turn = None;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let mut out = Vec::new();
-        for s in &statements {
+        for (i, s) in statements.iter().enumerate() {
+            if matches!(s, PgStatement::Query(_)) && message_turn.is_none() {
+                message_turn = Some(turn(&self.st).await?);
+            }
             let output = Output {
                 format: &Format::UnifiedText,
                 options: options.clone(),
-                turn: &turn,
+                turn: message_turn.clone(),
             };
-            match respond(&self.st, s, &rec, None, output).await {
+            let last = i + 1 == statements.len();
+            let answered = match respond(&self.st, s, &rec, None, output).await {
+                Ok(r) if !last => drained(r).await,
+                other => other,
+            };
+            match answered {
                 Ok(r) => out.push(r),
                 Err(PgWireError::UserError(info)) => {
                     out.push(Response::Error(info));
@@ -386,11 +447,10 @@ impl ExtendedQueryHandler for Queries {
             }
             None => None,
         };
-        let turn = turn(&self.st).await?;
         let output = Output {
             format: &portal.result_column_format,
             options: Arc::new(FormatOptions::from_client_metadata(client.metadata())),
-            turn: &turn,
+            turn: None,
         };
         respond(&self.st, &prepared.statement, &rec, params, output).await
     }
