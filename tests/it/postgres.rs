@@ -14,8 +14,7 @@ fn token_id(env: &Env, cfg: &std::path::Path, role: &str) -> String {
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o)
         .lines()
-        .filter(|l| l.split_whitespace().nth(1) == Some(role))
-        .last()
+        .rfind(|l| l.split_whitespace().nth(1) == Some(role))
         .and_then(|l| l.split_whitespace().next())
         .expect("a token of the role")
         .to_string()
