@@ -133,13 +133,7 @@ impl App {
         sql: &str,
         actor: Actor<'_>,
     ) -> Result<SchemaRef, AppError> {
-        match session.describe(statement(sql)).await {
-            Ok(schema) => Ok(schema),
-            Err(e) => {
-                self.record_unanswered(sql_fields(sql, actor), status_of(&e))?;
-                Err(e.into())
-            }
-        }
+        Ok(self.describe_statement(session, sql, actor).await?.schema)
     }
 
     /// An analyst session that also answers Postgres clients (`pg_catalog`, Postgres's

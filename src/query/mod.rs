@@ -175,27 +175,27 @@ impl Session {
     /// and execution run on a task of the runtime, within the time, memory, answer and value
     /// limits.
     pub async fn stream(&self, sql: &str) -> Result<Answer, QueryError> {
+        self.start(sql, None).await
+    }
+
+    /// The gate, then the plan and its check, then the run; parameters (the Postgres extended
+    /// protocol's) are bound after the check.
+    async fn start(
+        &self,
+        sql: &str,
+        params: Option<datafusion::common::ParamValues>,
+    ) -> Result<Answer, QueryError> {
         gate::check_size(sql, &self.limits)?;
         gate(sql)?;
         let (ctx, sql) = (self.ctx.clone(), sql.to_string());
-        Answer::start(plan_read_only(ctx, sql, None), self.limits).await
+        Answer::start(plan_read_only(ctx, sql, params), self.limits).await
     }
 
     /// The columns a statement would answer with, through the same gate and checks as
     /// [`Session::stream`], without running it (Flight SQL's flight info and prepared
     /// statements, the Postgres wire protocol's Describe).
     pub async fn describe(&self, sql: &str) -> Result<SchemaRef, QueryError> {
-        gate::check_size(sql, &self.limits)?;
-        gate(sql)?;
-        let work = plan_read_only(self.ctx.clone(), sql.to_string(), None);
-        match tokio::time::timeout(self.limits.timeout, work).await {
-            Ok(Ok(df)) => Ok(Arc::new(df.schema().as_arrow().clone())),
-            Ok(Err(stop)) => Err(answer::classify(stop, &self.limits)),
-            Err(_) => Err(QueryError::Limit(format!(
-                "planning took longer than {} s (query.timeout_seconds)",
-                self.limits.timeout.as_secs()
-            ))),
-        }
+        Ok(self.describe_statement(sql).await?.schema)
     }
 
     /// The tables and views analysts can query, with their columns, by name (for the

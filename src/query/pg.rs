@@ -201,7 +201,8 @@ impl Session {
     }
 
     /// The columns and parameter types of a statement, through the gate and the plan check,
-    /// without running it (the extended protocol's Parse and Describe).
+    /// without running it (the extended protocol's Parse and Describe; Flight SQL's flight
+    /// info and prepared statements through [`Session::describe`]).
     pub async fn describe_statement(&self, sql: &str) -> Result<Described, QueryError> {
         gate::check_size(sql, &self.limits)?;
         gate(sql)?;
@@ -240,10 +241,7 @@ impl Session {
         sql: &str,
         params: Params,
     ) -> Result<super::Answer, QueryError> {
-        gate::check_size(sql, &self.limits)?;
-        gate(sql)?;
-        let (ctx, sql) = (self.ctx.clone(), sql.to_string());
-        super::Answer::start(plan_read_only(ctx, sql, Some(params.0)), self.limits).await
+        self.start(sql, Some(params.0)).await
     }
 }
 

@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use crate::common::{Env, repo, stderr, stdout};
-use crate::serve::{start_full, token};
+use crate::serve::{relation_answers, start_full, token};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn flight_sql_answers_as_every_other_door_with_the_same_tokens_gate_and_audit() {
@@ -17,33 +17,10 @@ async fn flight_sql_answers_as_every_other_door_with_the_same_tokens_gate_and_au
         .strip_prefix("tip serve: Flight SQL on grpc://")
         .unwrap_or_else(|| panic!("unexpected line {:?}", lines[0]))
         .to_string();
-    let cfg = server.cfg.to_str().unwrap().to_string();
     let analyst = token(&env, &server.cfg, "analyst", None);
 
     // Every relation analysts see, answered by `tip query`.
-    let listed = env.tip(&[
-        "--config",
-        &cfg,
-        "query",
-        "--format",
-        "csv",
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'lake' ORDER BY 1",
-    ]);
-    assert!(listed.status.success(), "{}", stderr(&listed));
-    let relations: Vec<String> = stdout(&listed)
-        .lines()
-        .skip(1)
-        .map(str::to_string)
-        .collect();
-    assert!(relations.len() >= 15, "{relations:?}");
-    let answers = env.path("answers");
-    std::fs::create_dir_all(&answers).unwrap();
-    for name in &relations {
-        let sql = format!("SELECT * FROM {name}");
-        let o = env.tip(&["--config", &cfg, "query", "--format", "ndjson", &sql]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        std::fs::write(answers.join(format!("{name}.ndjson")), &o.stdout).unwrap();
-    }
+    let (relations, answers) = relation_answers(&env, &server.cfg);
 
     let check = Command::new("python3")
         .arg(repo().join("tests/python/flight_check.py"))

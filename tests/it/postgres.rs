@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use crate::common::{Env, repo, stderr, stdout};
-use crate::serve::{start_full, token};
+use crate::serve::{relation_answers, start_full, token};
 
 /// The id of the newest token of `role` (`tip token list`).
 fn token_id(env: &Env, cfg: &std::path::Path, role: &str) -> String {
@@ -35,29 +35,7 @@ async fn postgres_answers_as_every_other_door_with_the_same_tokens_gate_and_audi
     let analyst_id = token_id(&env, &server.cfg, "analyst");
     let partner = token(&env, &server.cfg, "partner", Some("LT-NGO-01"));
 
-    let listed = env.tip(&[
-        "--config",
-        &cfg,
-        "query",
-        "--format",
-        "csv",
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'lake' ORDER BY 1",
-    ]);
-    assert!(listed.status.success(), "{}", stderr(&listed));
-    let relations: Vec<String> = stdout(&listed)
-        .lines()
-        .skip(1)
-        .map(str::to_string)
-        .collect();
-    assert!(relations.len() >= 15, "{relations:?}");
-    let answers = env.path("answers");
-    std::fs::create_dir_all(&answers).unwrap();
-    for name in &relations {
-        let sql = format!("SELECT * FROM {name}");
-        let o = env.tip(&["--config", &cfg, "query", "--format", "ndjson", &sql]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        std::fs::write(answers.join(format!("{name}.ndjson")), &o.stdout).unwrap();
-    }
+    let (relations, answers) = relation_answers(&env, &server.cfg);
 
     let check = Command::new("python3")
         .arg(repo().join("tests/python/pg_check.py"))

@@ -141,6 +141,36 @@ pub(crate) fn start_full(
     (Server { child, addr, cfg }, others)
 }
 
+/// Every relation analysts see, and a directory of their answers through `tip query`
+/// (`<relation>.ndjson`), for the protocol tests to compare against.
+pub(crate) fn relation_answers(env: &Env, cfg: &Path) -> (Vec<String>, PathBuf) {
+    let cfg = cfg.to_str().unwrap();
+    let listed = env.tip(&[
+        "--config",
+        cfg,
+        "query",
+        "--format",
+        "csv",
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'lake' ORDER BY 1",
+    ]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let relations: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    assert!(relations.len() >= 15, "{relations:?}");
+    let answers = env.path("answers");
+    std::fs::create_dir_all(&answers).unwrap();
+    for name in &relations {
+        let sql = format!("SELECT * FROM {name}");
+        let o = env.tip(&["--config", cfg, "query", "--format", "ndjson", &sql]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        std::fs::write(answers.join(format!("{name}.ndjson")), &o.stdout).unwrap();
+    }
+    (relations, answers)
+}
+
 pub(crate) fn token(env: &Env, cfg: &Path, role: &str, org: Option<&str>) -> String {
     let mut args = vec![
         "--config",
