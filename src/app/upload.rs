@@ -435,6 +435,7 @@ impl Uploads {
             mapping: &mapping,
             channel: Channel::Upload,
             mode: req.mode.clone(),
+            progress: None,
         };
         ing.ingest_file(&sub, path).await.map_err(|e| hide(&e))
     }

@@ -40,13 +40,17 @@ pub async fn run(cli: &Cli, req: &Request<'_>, files: &[PathBuf]) -> anyhow::Res
     for path in files {
         let fmt = load_format(req.format, path)?;
         let mapping = ing.mapping_for_load(&record, fmt, path)?;
+        let (progress, bar) = super::progress::FileBar::start(path);
         let sub = Submission {
             partner,
             mapping: &mapping,
             channel: Channel::Load,
             mode: mode.clone(),
+            progress,
         };
-        let report = ing.ingest_file_and_compact(&sub, path).await?;
+        let report = ing.ingest_file_and_compact(&sub, path).await;
+        drop(bar);
+        let report = report?;
         app.record_file(&report, partner, Channel::Load, Actor::Cli);
         rejected |= matches!(report.status, FileStatus::Rejected(_));
         print_file(&report);

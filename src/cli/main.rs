@@ -11,6 +11,7 @@ mod ingest;
 mod key;
 mod load;
 mod maintain;
+mod progress;
 mod pseudonymise;
 mod query;
 mod schedule;

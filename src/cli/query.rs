@@ -64,17 +64,15 @@ pub async fn run(
             s
         }
     };
-    if fmt == OutputFormat::Table {
-        // An aligned table needs every row to size its columns (bounded by the answer limits).
-        let batches = app.query(&session, &text, Actor::Cli).await?;
-        std::io::stdout().write_all(&render(&batches, fmt)?)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    // Other formats are written batch by batch, as the answer comes: memory does not grow with
-    // the answer. A limit reached part-way stops the output with the error on stderr and a
-    // non-zero exit (what was written before it is not a whole answer).
+    // Written batch by batch, as the answer comes: the first rows show at once and memory does
+    // not grow with the answer. A limit reached part-way stops the output with the error on
+    // stderr and a non-zero exit (what was written before it is not a whole answer).
     let mut answer = app.query_stream(&session, &text, Actor::Cli).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if fmt == OutputFormat::Table {
+        table_pages(&mut answer, &mut out).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (mut enc, head) = Encoder::start(StreamFormat::Text(fmt), &answer.schema())?;
     out.write_all(&head)?;
     while let Some(b) = answer.next().await {
@@ -84,4 +82,34 @@ pub async fn run(
     out.write_all(&enc.finish()?)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rows an aligned table is sized on: a table is printed per page of about this many rows, as
+/// psql does with FETCH_COUNT, so a long answer streams in the table format too.
+const TABLE_PAGE_ROWS: usize = 500;
+
+/// The table format, page by page (an empty answer prints its header).
+async fn table_pages(
+    answer: &mut tip::app::analysis::AuditedAnswer,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let (mut page, mut rows, mut printed) = (Vec::new(), 0usize, false);
+    while let Some(b) = answer.next().await {
+        let b = b?;
+        rows += b.num_rows();
+        page.push(b);
+        if rows >= TABLE_PAGE_ROWS {
+            out.write_all(&render(&page, OutputFormat::Table)?)?;
+            out.flush()?;
+            (page, rows, printed) = (Vec::new(), 0, true);
+        }
+    }
+    if rows > 0 || !printed {
+        if page.is_empty() {
+            page.push(arrow::record_batch::RecordBatch::new_empty(answer.schema()));
+        }
+        out.write_all(&render(&page, OutputFormat::Table)?)?;
+    }
+    out.flush()?;
+    Ok(())
 }

@@ -1,6 +1,7 @@
-//! One file, as one submission. The first pass ([`passes`](super::passes)) reads, maps,
-//! validates and keys everything without touching the lake: a file that is wrong as a whole is
-//! rejected here. Then, in this order: the quarantine rows, the data commit (one Delta commit
+//! One file, as one submission. The reading pass ([`passes`](super::passes)) reads the file
+//! once, on every core, and maps, validates, keys and pseudonymises everything into a private
+//! spill without touching the lake: a file that is wrong as a whole is rejected here, and
+//! leaves nothing. Then, in this order: the quarantine rows, the data commit (one Delta commit
 //! that adds the new records and removes what they replace, what a snapshot leaves out or what
 //! is withdrawn; it carries the submission's ledger row in its commit metadata), and the ledger
 //! row, which marks the submission complete. A crash between the data commit and the ledger row
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 
-use super::passes::{FileJob, PassOne};
+use super::passes::{FileJob, KeySet, PassOne};
 use super::{FileReport, FileStatus, IngestError, Ingestor, Mode, Submission, sha256_file};
 use crate::lake::system::{QuarantineRow, SubmissionRow};
 use crate::lake::{self, system};
@@ -66,7 +67,7 @@ pub(super) async fn ingest(
         report.earlier = Some(e.submission_id);
         return Ok(report);
     }
-    let one = match first_pass(&job).await? {
+    let mut one = match first_pass(&job).await? {
         Ok(o) => o,
         Err(reason) => {
             report.status = FileStatus::Rejected(reason);
@@ -75,10 +76,11 @@ pub(super) async fn ingest(
     };
     report.rows_read = one.rows_read;
     report.rows_accepted = one.accepted;
-    report.issues = one.issues.clone();
+    report.issues = std::mem::take(&mut one.issues);
     report.period = one.period.clone();
-    report.imputed = one.imputed.clone();
+    report.imputed = std::mem::take(&mut one.imputed);
     report.submission_id = Some(job.prov.submission_id.clone());
+    let one = Arc::new(one);
     let commit = Commit {
         sha: job.prov.source_sha256.clone(),
         ing,
@@ -92,20 +94,26 @@ pub(super) async fn ingest(
     Ok(report)
 }
 
-/// The first pass on a blocking thread. A file-level problem is the inner error (the file is
-/// rejected); a task failure carries no input: its message is not passed on.
+/// The reading pass on a blocking thread (it spreads over every core), then the check that
+/// the file is still the one whose SHA-256 the ledger will name. A file-level problem is the
+/// inner error (the file is rejected); a task failure carries no input: its message is not
+/// passed on.
 async fn first_pass(job: &Arc<FileJob>) -> Result<Result<PassOne, String>, IngestError> {
     let j = job.clone();
-    let res = tokio::task::spawn_blocking(move || j.pass_one())
-        .await
-        .map_err(|_| {
-            IngestError::Usage(format!(
-                "{}: internal error while reading; nothing was committed",
-                job.file
-            ))
-        })?;
+    let res = tokio::task::spawn_blocking(move || {
+        let one = j.pass_one()?;
+        Ok(j.check_unchanged().map(|()| one))
+    })
+    .await
+    .map_err(|_| {
+        IngestError::Usage(format!(
+            "{}: internal error while reading; nothing was committed",
+            job.file
+        ))
+    })?;
     match res {
-        Ok(one) => Ok(job.check_snapshot(&one).map(|()| one)),
+        Ok(Ok(one)) => Ok(job.check_snapshot(&one).map(|()| one)),
+        Ok(Err(changed)) => Ok(Err(changed)),
         Err(IngestError::Source(e)) => Ok(Err(e.to_string())),
         Err(e) => Err(e),
     }
@@ -140,7 +148,7 @@ impl Commit<'_> {
     /// The data commit. When another writer changed the same rows first (a lost race: the
     /// commit kept nothing), the submission is counted and written again against the table as
     /// it is now, after a random pause, a few times before giving up.
-    async fn data(&self, one: &PassOne, report: &mut FileReport) -> Result<(), IngestError> {
+    async fn data(&self, one: &Arc<PassOne>, report: &mut FileReport) -> Result<(), IngestError> {
         const ATTEMPTS: u32 = 8;
         let mut attempt = 1;
         loop {
@@ -157,25 +165,56 @@ impl Commit<'_> {
 
     /// Counts what the submission will insert, update and remove, then commits it: one Delta
     /// commit for the data, whatever the mode.
-    async fn data_once(&self, one: &PassOne, report: &mut FileReport) -> Result<(), IngestError> {
+    async fn data_once(
+        &self,
+        one: &Arc<PassOne>,
+        report: &mut FileReport,
+    ) -> Result<(), IngestError> {
         let record = &self.job.record;
         let country = &self.job.prov.reporting_country;
-        let scope = lake::Scope {
+        // A few keys make a filter that skips files by their statistics; many are matched as
+        // the partner's rows stream past.
+        let few = match one.keys.len() {
+            0..=20 => one.keys.texts(),
+            _ => Vec::new(),
+        };
+        let snapshot = self.sub.mode.period().map(|p| p.bounds());
+        let read = lake::Scope {
             partner: self.sub.partner,
             country,
-            keys: &one.keys,
-            snapshot: self.sub.mode.period().map(|p| p.bounds()),
+            keys: &few,
+            snapshot,
+            submission: None,
         };
         // The rows the commit will replace or remove: only those are read.
-        let existing = self.ing.lake.scope_keys(&record.table, &scope).await?;
+        let existing = self
+            .ing
+            .lake
+            .scope_keys(&record.table, &read, &|k| one.keys.contains(k))
+            .await?;
         count_changes(&self.sub.mode, &one.keys, &existing, report);
         let changes = report.rows_inserted + report.rows_updated + report.rows_removed;
         if one.keys.is_empty() && changes == 0 {
             return Ok(());
         }
+        let mut held: Vec<String> = existing
+            .keys()
+            .filter(|k| one.keys.contains(k))
+            .cloned()
+            .collect();
+        held.sort();
+        let scope = lake::Scope {
+            keys: &held,
+            submission: Some(&self.job.prov.submission_id),
+            ..read
+        };
         let metadata = self.metadata(&self.ledger_row(report, "{}".into()))?;
         let version = match self.sub.mode {
             Mode::Withdraw => {
+                let scope = lake::Scope {
+                    submission: None,
+                    ..scope
+                };
                 self.ing
                     .lake
                     .delete_where(&record.table, &scope, metadata)
@@ -188,19 +227,18 @@ impl Commit<'_> {
         Ok(())
     }
 
-    /// The second pass streams the pseudonymised rows into the commit.
+    /// The spill's accepted rows stream into the commit.
     async fn write(
         &self,
-        one: &PassOne,
+        one: &Arc<PassOne>,
         scope: &lake::Scope<'_>,
         metadata: Vec<(String, serde_json::Value)>,
     ) -> Result<i64, IngestError> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, String>>(4);
         let producer = {
-            let (job, excluded) = (self.job.clone(), one.excluded.clone());
-            let expected = (one.accepted, self.sha.clone());
+            let (job, one) = (self.job.clone(), one.clone());
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = job.pass_two(&excluded, &tx, expected) {
+                if let Err(e) = job.send_spill(&one, &tx) {
                     let _ = tx.blocking_send(Err(e));
                 }
             })
@@ -301,12 +339,11 @@ pub(super) async fn lake_versions(ing: &Ingestor) -> Result<String, IngestError>
 /// row with one of its keys, and for a snapshot every row of its period.
 fn count_changes(
     mode: &Mode,
-    keys: &[String],
+    keys: &KeySet,
     existing: &HashMap<String, String>,
     report: &mut FileReport,
 ) {
-    let held = keys.iter().filter(|k| existing.contains_key(*k)).count() as u64;
-    let sent: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
+    let held = existing.keys().filter(|k| keys.contains(k)).count() as u64;
     match mode {
         Mode::Withdraw => report.rows_removed = held,
         Mode::Upsert => {
@@ -322,7 +359,7 @@ fn count_changes(
             };
             report.rows_removed = existing
                 .iter()
-                .filter(|(k, p)| in_period(p) && !sent.contains(k.as_str()))
+                .filter(|(k, p)| in_period(p) && !keys.contains(k))
                 .count() as u64;
         }
     }

@@ -2,13 +2,14 @@
 //! lake. Only an [`Ingestor`] holds the pseudonymisation key; the application core makes one
 //! once it has checked the key against the lake's key epoch.
 //!
-//! - [`file`]: one file, in two passes (validate everything, then stream one commit);
+//! - [`file`]: one file, read once on every core ([`passes`], [`parallel`]), then one commit;
 //! - [`pipelines`]: the partner pipelines, pulling new files from their folders;
 //! - [`load`]: the canonical layout (`tip load`, uploads) and its formats;
 //! - [`partner_side`]: `tip pseudonymise`, pseudonymisation on the partner's premises.
 
 mod file;
 mod load;
+mod parallel;
 mod partner_side;
 mod passes;
 mod pipelines;
@@ -371,6 +372,25 @@ pub struct Submission<'a> {
     pub mapping: &'a Mapping,
     pub channel: Channel<'a>,
     pub mode: Mode,
+    /// Counted as the file is read, for a progress bar (`tip load` on a terminal).
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// How far the ingestion of a file has come: rows read and validated so far. Shared with
+/// whoever draws the progress (another thread), so it is atomic.
+#[derive(Debug, Default)]
+pub struct Progress {
+    rows: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    pub fn rows(&self, n: u64) {
+        self.rows.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn rows_done(&self) -> u64 {
+        self.rows.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// SHA-256 of a file, streamed.

@@ -26,6 +26,7 @@ pub(super) fn pseudonymise_file(
         mapping,
         channel: Channel::Load,
         mode: Mode::Upsert,
+        progress: None,
     };
     let org = ing.registry.get(partner).ok_or_else(|| {
         IngestError::Usage(format!(

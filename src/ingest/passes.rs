@@ -1,22 +1,27 @@
-//! The two reading passes over one file. The first reads, maps, validates and keys every row
-//! and touches no lake: it learns the rows accepted, the row problems (a row without a key, or
-//! two rows with one key, included), the keys and the months covered. The second reads the
-//! file again and sends the pseudonymised accepted rows to the lake writer.
+//! The one reading pass over a file, and the hand-over of its rows to the commit. The pass
+//! reads the file once; its batches are mapped, validated, keyed and pseudonymised on every
+//! core ([`parallel`](super::parallel)), and the stored rows wait in a private spill. It
+//! touches no lake: it learns the rows accepted, the row problems (a row without a key, or two
+//! rows with one key, included), the keys and the months covered, so a file wrong as a whole
+//! is rejected before anything is written. The commit then streams the spill's accepted rows
+//! to the lake writer.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Date32Array, Int64Array, StringArray};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use super::{IngestError, Ingestor, Mode, Submission, sha256_file, today};
+use super::{IngestError, Ingestor, Mode, Progress, Submission, parallel, sha256_file, today};
 use crate::config::Registry;
 use crate::mapping::Mapping;
 use crate::pseudonym::{Provenance, Stage};
 use crate::schema::{Catalog, RecordSchema};
 use crate::source::{self, Reason, RowIssue, SourceError, SourceSpec};
 use crate::util::months::month_of_days;
+use crate::util::staging::Staging;
 use crate::validate::Validator;
 
 /// Everything the reading passes need, owned so they can run on a blocking thread.
@@ -34,10 +39,11 @@ pub(crate) struct FileJob {
     pub key_version: String,
     pub stage: Stage,
     pub prov: Provenance,
+    /// Rows done so far, for a progress bar.
+    pub progress: Option<Arc<Progress>>,
 }
 
-/// What the first pass learned.
-#[derive(Debug, Clone)]
+/// What the one reading pass learned. The stored rows it made wait in `spill` until the commit.
 pub(crate) struct PassOne {
     pub rows_read: u64,
     pub accepted: u64,
@@ -45,42 +51,87 @@ pub(crate) struct PassOne {
     pub period: Option<(String, String)>,
     pub imputed: BTreeSet<String>,
     /// The keys of the accepted rows (each once).
-    pub keys: Vec<String>,
+    pub keys: KeySet,
     /// Rows that passed validation but are not taken: no key, or a key another row has too.
     pub excluded: Arc<HashSet<u64>>,
+    /// The pseudonymised rows, as written by the pass (none for a withdrawal).
+    pub spill: Option<Spill>,
 }
 
-/// Keys seen so far: the first row of each, and the rows of keys seen more than once.
+/// The pseudonymised rows of one file between the reading pass and the commit: one Arrow IPC
+/// stream (LZ4) per month, in a private staging directory removed when dropped. It holds
+/// exactly what the lake will hold, never a raw identifier. Kept by month so the commit hands
+/// the writer one partition at a time: files sized for readers, and a writer that holds one
+/// month's rows, not the file's.
+pub(crate) struct Spill {
+    _dir: Staging,
+    /// Each month's stream, in month order.
+    months: Vec<PathBuf>,
+}
+
+/// A record key (`k<alternative>_<32 hex digits>`) in 17 bytes.
+type Packed = ([u8; 16], u8);
+
+fn pack(key: &str) -> Option<Packed> {
+    let (alt, digits) = key.strip_prefix('k')?.split_once('_')?;
+    let mut h = [0u8; 16];
+    hex::decode_to_slice(digits, &mut h).ok()?;
+    Some((h, alt.parse().ok()?))
+}
+
+/// The unique keys of a submission, sorted, 17 bytes each: a file of millions of records
+/// keeps tens of megabytes of keys, not the text of each.
+#[derive(Debug, Default)]
+pub(crate) struct KeySet(Vec<Packed>);
+
+impl KeySet {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        pack(key).is_some_and(|p| self.0.binary_search(&p).is_ok())
+    }
+
+    /// The keys as text (for short lists: a file's few keys make a prunable filter).
+    pub fn texts(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(h, alt)| format!("k{alt}_{}", hex::encode(h)))
+            .collect()
+    }
+}
+
+/// Every keyed row seen, 24 bytes each: the key and the row (the alternative in its top byte).
 #[derive(Default)]
 struct KeyBook {
-    first: HashMap<String, u64>,
-    repeated: HashMap<String, Vec<u64>>,
+    seen: Vec<([u8; 16], u64)>,
     missing: Vec<u64>,
 }
 
 impl KeyBook {
-    fn add(&mut self, rows: &Int64Array, keys: &ArrayRef) {
+    fn add(&mut self, rows: &Int64Array, keys: &ArrayRef) -> Result<(), SourceError> {
         let keys = keys.as_any().downcast_ref::<StringArray>();
         for r in 0..rows.len() {
             let row = rows.value(r) as u64;
             match keys.filter(|k| k.is_valid(r)).map(|k| k.value(r)) {
                 None => self.missing.push(row),
-                Some(k) => match self.first.get(k) {
-                    None => {
-                        self.first.insert(k.to_string(), row);
-                    }
-                    Some(&first) => self
-                        .repeated
-                        .entry(k.to_string())
-                        .or_insert_with(|| vec![first])
-                        .push(row),
-                },
+                Some(k) => {
+                    let (h, alt) =
+                        pack(k).ok_or_else(|| SourceError::Sink("malformed record key".into()))?;
+                    self.seen.push((h, u64::from(alt) << 56 | row));
+                }
             }
         }
+        Ok(())
     }
 
     /// The unique keys, the rows not taken, and the row problems for them.
-    fn finish(mut self, key_inputs: &str) -> (Vec<String>, HashSet<u64>, Vec<RowIssue>) {
+    fn finish(mut self, key_inputs: &str) -> (KeySet, HashSet<u64>, Vec<RowIssue>) {
         let issue = |row: u64, reason| RowIssue {
             row,
             field: key_inputs.to_string(),
@@ -92,17 +143,33 @@ impl KeyBook {
             .map(|&r| issue(r, Reason::MissingKey))
             .collect();
         let mut excluded: HashSet<u64> = self.missing.iter().copied().collect();
-        for (k, rows) in &self.repeated {
-            self.first.remove(k);
-            for &r in rows {
-                excluded.insert(r);
-                issues.push(issue(r, Reason::DuplicateKey));
+        let key = |e: &([u8; 16], u64)| (e.0, (e.1 >> 56) as u8);
+        self.seen.sort_unstable_by_key(key);
+        let mut keys = Vec::with_capacity(self.seen.len());
+        for group in self.seen.chunk_by(|a, b| key(a) == key(b)) {
+            if let [one] = group {
+                keys.push(key(one));
+                continue;
+            }
+            for e in group {
+                let row = e.1 & ((1 << 56) - 1);
+                excluded.insert(row);
+                issues.push(issue(row, Reason::DuplicateKey));
             }
         }
-        let mut keys: Vec<String> = self.first.into_keys().collect();
-        keys.sort();
-        (keys, excluded, issues)
+        (KeySet(keys), excluded, issues)
     }
+}
+
+/// What one raw batch became on a worker.
+struct Piece {
+    issues: Vec<RowIssue>,
+    days: DayRange,
+    imputed: BTreeSet<String>,
+    rows: Int64Array,
+    keys: ArrayRef,
+    /// The stored rows, by month.
+    stored: Vec<(String, RecordBatch)>,
 }
 
 impl FileJob {
@@ -127,6 +194,7 @@ impl FileJob {
             batch_rows: ing.config.ingest.batch_rows,
             key_version: ing.key_version(),
             prov,
+            progress: sub.progress.clone(),
         })
     }
 
@@ -199,7 +267,49 @@ impl FileJob {
             .map_err(|e| SourceError::Sink(format!("{}: {e}", self.file)))
     }
 
-    /// Reads, maps, validates and keys the whole file; touches no lake.
+    /// One raw batch through mapping, validation and pseudonymisation (a withdrawal keys its
+    /// rows only): what a worker does.
+    fn piece(
+        &self,
+        v: &Validator<'_>,
+        period_idx: Option<usize>,
+        raw: source::RawBatch,
+    ) -> Result<Piece, SourceError> {
+        let mut issues = raw.issues;
+        let (typed, bad) = self.map_and_validate(v, &raw.batch)?;
+        issues.extend(bad);
+        let mut days = DayRange::default();
+        if let Some(i) = period_idx {
+            days.extend(typed.column(i));
+        }
+        let mut imputed = BTreeSet::new();
+        collect_imputed(&typed, &mut imputed);
+        let rows = source_rows(&typed)?.clone();
+        let sink = |e: String| SourceError::Sink(format!("{}: {e}", self.file));
+        let (keys, stored) = if self.mode == Mode::Withdraw {
+            (self.keys(&typed)?, Vec::new())
+        } else {
+            let stored = self.stage.apply(&typed, &self.prov).map_err(sink)?;
+            let keys = stored
+                .column_by_name("record_key")
+                .cloned()
+                .ok_or_else(|| sink("stored rows without record_key".into()))?;
+            (keys, by_month(&stored).map_err(sink)?)
+        };
+        Ok(Piece {
+            issues,
+            days,
+            imputed,
+            rows,
+            keys,
+            stored,
+        })
+    }
+
+    /// The one reading pass: reads the file once, maps, validates and pseudonymises its
+    /// batches on every core, learns the keys, row problems and months, and writes the stored
+    /// rows to a spill for the commit. Touches no lake: a file wrong as a whole is an error
+    /// here, and nothing of it is anywhere but in the spill, which is dropped with it.
     pub fn pass_one(&self) -> Result<PassOne, IngestError> {
         let spec = self.spec()?;
         let v = self.validator();
@@ -208,22 +318,34 @@ impl FileJob {
             .period_field
             .as_ref()
             .and_then(|p| self.record.validated_schema().index_of(p).ok());
-        let mut issues = Vec::new();
-        let mut imputed = BTreeSet::new();
-        let mut book = KeyBook::default();
-        let mut days = DayRange::default();
-        let mut sink = |raw: source::RawBatch| -> Result<(), SourceError> {
-            issues.extend(raw.issues);
-            let (typed, bad) = self.map_and_validate(&v, &raw.batch)?;
-            issues.extend(bad);
-            if let Some(i) = period_idx {
-                days.extend(typed.column(i));
+        let mut spill = match self.mode {
+            Mode::Withdraw => None,
+            _ => Some(SpillWriter::new(&self.file, self.record.stored_schema())?),
+        };
+        let (mut issues, mut imputed) = (Vec::new(), BTreeSet::new());
+        let (mut book, mut days) = (KeyBook::default(), DayRange::default());
+        let consume = |p: Piece| -> Result<(), SourceError> {
+            issues.extend(p.issues);
+            days.merge(&p.days);
+            imputed.extend(p.imputed);
+            book.add(&p.rows, &p.keys)?;
+            if let Some(w) = spill.as_mut() {
+                for (month, b) in p.stored {
+                    w.write(&month, &b)?;
+                }
             }
-            collect_imputed(&typed, &mut imputed);
-            book.add(source_rows(&typed)?, &self.keys(&typed)?);
+            if let Some(progress) = &self.progress {
+                progress.rows(p.rows.len() as u64);
+            }
             Ok(())
         };
-        let rows_read = source::read(&self.path, &spec, &mut sink)?;
+        let rows_read = parallel::ordered(
+            parallel::workers(),
+            |push| source::read(&self.path, &spec, push),
+            |raw| self.piece(&v, period_idx, raw),
+            consume,
+        )?;
+        let spill = spill.map(SpillWriter::finish).transpose()?;
         self.refuse_other_keys(&issues)?;
         let (keys, excluded, key_issues) = book.finish(self.stage.key_inputs());
         issues.extend(key_issues);
@@ -236,6 +358,7 @@ impl FileJob {
             imputed,
             keys,
             excluded: Arc::new(excluded),
+            spill,
         })
     }
 
@@ -271,42 +394,165 @@ impl FileJob {
         }
     }
 
-    /// Reads the file again, pseudonymises the accepted rows (those not `excluded`) and sends
-    /// them to the writer. Fails if the file changed since the first pass.
-    pub fn pass_two(
+    /// Sends the accepted rows of the spill (those not `excluded`) to the writer: the commit
+    /// reads what the pass made, not the file again. Fails if the file changed since the pass
+    /// began (its content would not be what the ledger names).
+    pub fn send_spill(
         &self,
-        excluded: &HashSet<u64>,
+        one: &PassOne,
         tx: &tokio::sync::mpsc::Sender<Result<RecordBatch, String>>,
-        expected: (u64, String),
     ) -> Result<(), String> {
         let file = &self.file;
-        let spec = self.spec().map_err(|e| e.to_string())?;
-        let v = self.validator();
-        let mut accepted = 0u64;
-        let mut sink = |raw: source::RawBatch| -> Result<(), SourceError> {
-            let (typed, _) = self.map_and_validate(&v, &raw.batch)?;
-            let stored = self
-                .stage
-                .apply(&typed, &self.prov)
-                .map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
-            let stored =
-                taken(&stored, excluded).map_err(|e| SourceError::Sink(format!("{file}: {e}")))?;
-            if stored.num_rows() == 0 {
-                return Ok(());
-            }
-            accepted += stored.num_rows() as u64;
-            tx.blocking_send(Ok(stored))
-                .map_err(|_| SourceError::Sink(format!("{file}: the lake writer stopped")))
+        let Some(spill) = &one.spill else {
+            return Err(format!("{file}: nothing to write"));
         };
-        source::read(&self.path, &spec, &mut sink).map_err(|e| e.to_string())?;
+        let staged =
+            |e: &dyn std::fmt::Display| format!("{file}: cannot read the staged rows: {e}");
+        let mut accepted = 0u64;
+        for path in &spill.months {
+            let reader = std::fs::File::open(path)
+                .map_err(|e| staged(&e.kind()))
+                .and_then(|f| {
+                    arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(f), None)
+                        .map_err(|e| staged(&e))
+                })?;
+            let schema = reader.schema();
+            let mut pending: Vec<RecordBatch> = Vec::new();
+            let mut rows = 0usize;
+            let mut send = |pending: &mut Vec<RecordBatch>| -> Result<(), String> {
+                let b = arrow::compute::concat_batches(&schema, pending.iter())
+                    .map_err(|e| staged(&e))?;
+                pending.clear();
+                accepted += b.num_rows() as u64;
+                tx.blocking_send(Ok(b))
+                    .map_err(|_| format!("{file}: the lake writer stopped"))
+            };
+            for batch in reader {
+                let stored = taken(&batch.map_err(|e| staged(&e))?, &one.excluded)
+                    .map_err(|e| format!("{file}: {e}"))?;
+                rows += stored.num_rows();
+                pending.push(stored);
+                if rows >= SEND_ROWS {
+                    send(&mut pending)?;
+                    rows = 0;
+                }
+            }
+            if rows > 0 {
+                send(&mut pending)?;
+            }
+        }
+        if accepted != one.accepted {
+            return Err(format!(
+                "{file}: internal error: the staged rows do not match the file; nothing was committed"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The file's content is still what it was when its SHA-256 was taken for the ledger.
+    pub fn check_unchanged(&self) -> Result<(), String> {
+        let file = &self.file;
         let sha =
             sha256_file(&self.path).map_err(|e| format!("{file}: cannot read: {}", e.kind()))?;
-        if accepted != expected.0 || sha != expected.1 {
+        if sha != self.prov.source_sha256 {
             return Err(format!(
                 "{file}: the file changed while it was being ingested; nothing was committed"
             ));
         }
         Ok(())
+    }
+}
+
+/// Rows per batch handed to the lake writer (the staged pieces of a month are joined to this).
+const SEND_ROWS: usize = 65_536;
+
+/// A batch's rows grouped by month (`period`), months in order.
+fn by_month(b: &RecordBatch) -> Result<Vec<(String, RecordBatch)>, String> {
+    use arrow::array::AsArray;
+    let err = |e: arrow::error::ArrowError| e.to_string();
+    let i = b.schema().index_of("period").map_err(err)?;
+    let order = arrow::compute::sort_to_indices(b.column(i), None, None).map_err(err)?;
+    let sorted = arrow::compute::take_record_batch(b, &order).map_err(err)?;
+    let months = sorted
+        .column(i)
+        .as_string_opt::<i32>()
+        .ok_or("period is not text")?;
+    let runs = arrow::compute::partition(&[sorted.column(i).clone()]).map_err(err)?;
+    Ok(runs
+        .ranges()
+        .into_iter()
+        .map(|r| {
+            (
+                months.value(r.start).to_string(),
+                sorted.slice(r.start, r.len()),
+            )
+        })
+        .collect())
+}
+
+/// Writes the stored rows of a pass to a spill, one stream per month.
+struct SpillWriter {
+    dir: Staging,
+    schema: SchemaRef,
+    months: std::collections::BTreeMap<String, (PathBuf, MonthWriter)>,
+    file: String,
+}
+
+type MonthWriter = arrow::ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>;
+
+impl SpillWriter {
+    fn new(file: &str, schema: SchemaRef) -> Result<SpillWriter, SourceError> {
+        let dir = Staging::new()
+            .map_err(|e| SourceError::Sink(format!("{file}: cannot stage rows: {}", e.kind())))?;
+        Ok(SpillWriter {
+            dir,
+            schema,
+            months: Default::default(),
+            file: file.to_string(),
+        })
+    }
+
+    fn err(&self, e: &dyn std::fmt::Display) -> SourceError {
+        SourceError::Sink(format!("{}: cannot stage rows: {e}", self.file))
+    }
+
+    fn write(&mut self, month: &str, b: &RecordBatch) -> Result<(), SourceError> {
+        if !self.months.contains_key(month) {
+            let path = self
+                .dir
+                .path()
+                .join(format!("{}.arrows", self.months.len()));
+            let out = std::fs::File::create(&path).map_err(|e| self.err(&e.kind()))?;
+            let options = arrow::ipc::writer::IpcWriteOptions::default()
+                .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
+                .map_err(|e| self.err(&e))?;
+            let w = arrow::ipc::writer::StreamWriter::try_new_with_options(
+                std::io::BufWriter::with_capacity(64 * 1024, out),
+                &self.schema,
+                options,
+            )
+            .map_err(|e| self.err(&e))?;
+            self.months.insert(month.to_string(), (path, w));
+        }
+        let res = match self.months.get_mut(month) {
+            Some((_, w)) => w.write(b),
+            None => return Err(self.err(&"month not staged")),
+        };
+        res.map_err(|e| self.err(&e))
+    }
+
+    fn finish(mut self) -> Result<Spill, SourceError> {
+        let mut months = Vec::with_capacity(self.months.len());
+        for (_, (path, mut w)) in std::mem::take(&mut self.months) {
+            w.finish().map_err(|e| self.err(&e))?;
+            let out = w.into_inner().map_err(|e| self.err(&e))?;
+            out.into_inner().map_err(|e| self.err(&e.error().kind()))?;
+            months.push(path);
+        }
+        Ok(Spill {
+            _dir: self.dir,
+            months,
+        })
     }
 }
 
@@ -357,6 +603,15 @@ impl DayRange {
             self.0 = Some(match self.0 {
                 Some((a, b)) => (a.min(x), b.max(x)),
                 None => (x, x),
+            });
+        }
+    }
+
+    fn merge(&mut self, other: &DayRange) {
+        if let Some((a, b)) = other.0 {
+            self.0 = Some(match self.0 {
+                Some((x, y)) => (x.min(a), y.max(b)),
+                None => (a, b),
             });
         }
     }

@@ -114,6 +114,7 @@ async fn run_one(ing: &Ingestor, p: &PipelineConfig) -> Result<PipelineReport, I
                 mapping,
                 channel: Channel::Pipeline(&p.name),
                 mode: mode.clone(),
+                progress: None,
             };
             let report = ing.ingest_file_and_compact(&sub, &path).await?;
             let ok = matches!(report.status, FileStatus::Committed | FileStatus::Unchanged);

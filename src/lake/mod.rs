@@ -439,7 +439,7 @@ impl Lake {
         table_name: &str,
         schema: SchemaRef,
         stream: SendableRecordBatchStream,
-        replace: Expr,
+        replace: Option<Expr>,
         metadata: Vec<(String, serde_json::Value)>,
     ) -> Result<i64, LakeError> {
         let table = self.table(table_name, None).await?;
@@ -454,13 +454,19 @@ impl Lake {
                 .and_then(|b| b.build())
                 .map_err(|e| Self::err(table_name, e))?;
         let commit = commit_properties(metadata.clone());
-        let written = table
+        let write = table
             .write(vec![])
             .with_input_plan(plan)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(replace)
-            .with_commit_properties(commit)
-            .await;
+            .with_commit_properties(commit);
+        let written = match replace {
+            Some(p) => {
+                write
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_replace_where(p)
+                    .await
+            }
+            None => write.with_save_mode(SaveMode::Append).await,
+        };
         match written {
             Ok(t) => Ok(t.version().map(|v| v as i64).unwrap_or(-1)),
             Err(e) => self.after_failed_commit(table_name, &metadata, e).await,
@@ -518,6 +524,9 @@ impl Lake {
         scope: &Scope<'_>,
         metadata: Vec<(String, serde_json::Value)>,
     ) -> Result<i64, LakeError> {
+        if scope.adds_only() {
+            return self.append_months(table_name, rx, metadata).await;
+        }
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv()
                 .await
@@ -527,8 +536,68 @@ impl Lake {
             schema.clone(),
             stream.boxed(),
         ));
-        self.replace_with_stream(table_name, schema, stream, scope.predicate(), metadata)
-            .await
+        self.replace_with_stream(
+            table_name,
+            schema,
+            stream,
+            Some(scope.predicate()),
+            metadata,
+        )
+        .await
+    }
+
+    /// Adds the batches a producer sends on `rx` in one commit that replaces nothing. The
+    /// batches come a month at a time (see `ingest::passes`): each month is encoded by a writer
+    /// of its own, as many at once as there are cores, and its files are finished when its
+    /// rows end, so memory holds a few months' rows, not the file's, and files are as large
+    /// as their month allows. The files become part of the table only with the commit: an
+    /// error leaves them unreferenced, outside the table.
+    async fn append_months(
+        &self,
+        table_name: &str,
+        mut rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, String>>,
+        metadata: Vec<(String, serde_json::Value)>,
+    ) -> Result<i64, LakeError> {
+        let err = |e: &dyn std::fmt::Display| Self::err(table_name, e);
+        let table = self.table(table_name, None).await?;
+        let mut months = MonthWriters::new(&table);
+        let mut adds = Vec::new();
+        let outcome: Result<(), LakeError> = async {
+            while let Some(item) = rx.recv().await {
+                let batch = item.map_err(|e| err(&e))?;
+                adds.extend(months.write(batch).await.map_err(|e| err(&e))?);
+            }
+            adds.extend(months.finish().await.map_err(|e| err(&e))?);
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            months.abort();
+            return Err(e);
+        }
+        let operation = deltalake::protocol::DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: Some(PARTITION_COLUMNS.iter().map(|c| c.to_string()).collect()),
+            predicate: None,
+        };
+        let snapshot = table.snapshot().map_err(|e| err(&e))?;
+        let actions = adds
+            .into_iter()
+            .map(deltalake::kernel::Action::Add)
+            .collect();
+        let committed = deltalake::kernel::transaction::CommitBuilder::from(commit_properties(
+            metadata.clone(),
+        ))
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await;
+        match committed {
+            Ok(c) => Ok(c.version() as i64),
+            Err(e) => {
+                self.after_failed_commit(table_name, &metadata, e.into())
+                    .await
+            }
+        }
     }
 
     /// Deletes the rows in `scope` in one commit carrying `metadata`. Returns the new table
@@ -553,15 +622,17 @@ impl Lake {
     }
 
     /// The record key and period of every row in `scope`: the rows the submission replaces or
-    /// removes, which is what an upsert, snapshot or withdrawal compares it with. The filter is
-    /// the commit's own predicate, so files whose statistics rule it out are skipped — for up
-    /// to 20 keys (DataFusion does not prune by longer IN lists, and pseudonymous keys have no
-    /// order); otherwise the partner's files in the country are read, which compaction keeps
-    /// few.
+    /// removes, which is what an upsert, snapshot or withdrawal compares it with. With up to 20
+    /// keys in `scope.keys`, the filter is the commit's own predicate, so files whose
+    /// statistics rule it out are skipped (DataFusion does not prune by longer IN lists, and
+    /// pseudonymous keys have no order); otherwise (`scope.keys` empty) the partner's files in
+    /// the country are read, which compaction keeps few, and `sent` picks the rows of the
+    /// submission's keys as they stream past: no IN list of millions of keys is built.
     pub async fn scope_keys(
         &self,
         table_name: &str,
         scope: &Scope<'_>,
+        sent: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<HashMap<String, String>, LakeError> {
         let Some(table) = self.try_table(table_name, None).await? else {
             return Ok(HashMap::new());
@@ -572,18 +643,20 @@ impl Lake {
             .update_datafusion_session(&ctx.state())
             .map_err(|e| err(&e))?;
         let provider = table.table_provider().await.map_err(|e| err(&e))?;
-        let batches = ctx
+        let filter = match scope.keys.is_empty() {
+            true => scope.partner_rows(),
+            false => scope.predicate(),
+        };
+        let mut stream = ctx
             .read_table(provider)
-            .and_then(|df| {
-                df.filter(scope.predicate())?
-                    .select_columns(&["record_key", "period"])
-            })
+            .and_then(|df| df.filter(filter)?.select_columns(&["record_key", "period"]))
             .map_err(|e| err(&e))?
-            .collect()
+            .execute_stream()
             .await
             .map_err(|e| err(&e))?;
         let mut out = HashMap::new();
-        for b in &batches {
+        while let Some(b) = stream.next().await {
+            let b = b.map_err(|e| err(&e))?;
             let text = |i: usize| {
                 arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)
                     .map_err(|e| err(&e))
@@ -591,7 +664,10 @@ impl Lake {
             let (k, p) = (text(0)?, text(1)?);
             let (k, p) = (k.as_string::<i32>(), p.as_string::<i32>());
             for r in 0..b.num_rows() {
-                out.insert(k.value(r).to_string(), p.value(r).to_string());
+                let (k, p) = (k.value(r), p.value(r));
+                if sent(k) || scope.in_period(p) {
+                    out.insert(k.to_string(), p.to_string());
+                }
             }
         }
         Ok(out)
@@ -784,32 +860,181 @@ impl Lake {
 pub struct Scope<'a> {
     pub partner: &'a str,
     pub country: &'a str,
+    /// The keys whose rows are replaced or removed (for [`Lake::scope_keys`]: the
+    /// submission's keys when there are few, else none).
     pub keys: &'a [String],
     pub snapshot: Option<Option<(&'a str, &'a str)>>,
+    /// The submission whose rows a replacing commit writes.
+    pub submission: Option<&'a str>,
 }
 
 impl Scope<'_> {
-    fn predicate(&self) -> Expr {
-        let partner_rows = col("partner")
+    /// The partner's rows in its country.
+    fn partner_rows(&self) -> Expr {
+        col("partner")
             .eq(lit(self.partner))
-            .and(col("reporting_country").eq(lit(self.country)));
-        let keyed = if self.keys.is_empty() {
+            .and(col("reporting_country").eq(lit(self.country)))
+    }
+
+    /// A row of `period` is in a snapshot's declared period.
+    fn in_period(&self, period: &str) -> bool {
+        match self.snapshot {
+            None => false,
+            Some(None) => true,
+            Some(Some((from, to))) => from <= period && period <= to,
+        }
+    }
+
+    /// Nothing is replaced: the commit only adds rows.
+    fn adds_only(&self) -> bool {
+        self.keys.is_empty() && self.snapshot.is_none()
+    }
+
+    /// The rows the commit replaces, and the submission's own new rows (so the rows written
+    /// conform to it, as a replacing write requires, without listing every key they carry).
+    fn predicate(&self) -> Expr {
+        let mut any = if self.keys.is_empty() {
             lit(false)
         } else {
             let keys = self.keys.iter().map(|k| lit(k.as_str())).collect();
             col("record_key").in_list(keys, false)
         };
         match self.snapshot {
-            None => partner_rows.and(keyed),
-            Some(None) => partner_rows,
+            None => {}
+            Some(None) => return self.partner_rows(),
             Some(Some((from, to))) => {
                 let in_period = col("period")
                     .gt_eq(lit(from))
                     .and(col("period").lt_eq(lit(to)));
-                partner_rows.and(in_period.or(keyed))
+                any = in_period.or(any);
             }
         }
+        if let Some(id) = self.submission {
+            any = any.or(col("submission_id").eq(lit(id)));
+        }
+        self.partner_rows().and(any)
     }
+}
+
+type MonthTask = tokio::task::JoinHandle<Result<Vec<deltalake::kernel::Add>, DeltaTableError>>;
+
+/// The writers of [`Lake::append_months`]: one task per month (country and period), at most
+/// one per core at once; a month's task ends when the next month begins.
+struct MonthWriters<'a> {
+    table: &'a DeltaTable,
+    running: std::collections::VecDeque<MonthTask>,
+    current: Option<((String, String), tokio::sync::mpsc::Sender<RecordBatch>)>,
+    at_once: usize,
+}
+
+impl<'a> MonthWriters<'a> {
+    fn new(table: &'a DeltaTable) -> MonthWriters<'a> {
+        MonthWriters {
+            table,
+            running: Default::default(),
+            current: None,
+            at_once: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+
+    /// Sends a batch to its month's writer, starting one when the month changes; returns the
+    /// files of a month that finished meanwhile.
+    async fn write(
+        &mut self,
+        batch: RecordBatch,
+    ) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
+        let month = partition_of(&batch).unwrap_or_default();
+        let mut done = Vec::new();
+        if self.current.as_ref().map(|(m, _)| m) != Some(&month) {
+            self.current = None;
+            if self.running.len() >= self.at_once {
+                done = self.join_oldest().await?;
+            }
+            let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+            self.running
+                .push_back(tokio::spawn(write_month(self.table.clone(), rx)));
+            self.current = Some((month, tx));
+        }
+        if let Some((_, tx)) = &self.current
+            && tx.send(batch).await.is_err()
+        {
+            // The writer stopped: its error is the answer.
+            self.current = None;
+            return match self.running.pop_back() {
+                Some(t) => t.await.map_err(DeltaTableError::generic)?.map(|_| done),
+                None => Err(DeltaTableError::generic("month writer stopped")),
+            };
+        }
+        Ok(done)
+    }
+
+    async fn join_oldest(&mut self) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
+        match self.running.pop_front() {
+            Some(t) => t.await.map_err(DeltaTableError::generic)?,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn finish(&mut self) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
+        self.current = None;
+        let mut adds = Vec::new();
+        while !self.running.is_empty() {
+            adds.extend(self.join_oldest().await?);
+        }
+        Ok(adds)
+    }
+
+    fn abort(&mut self) {
+        self.current = None;
+        for t in self.running.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// One month's rows into Parquet files in the table's directory (not yet in its log).
+async fn write_month(
+    table: DeltaTable,
+    mut rx: tokio::sync::mpsc::Receiver<RecordBatch>,
+) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
+    use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+    let mut writer = RecordBatchWriter::for_table(&table)?
+        .with_writer_properties(writer_properties())
+        .with_target_file_size(TARGET_FILE_BYTES);
+    while let Some(b) = rx.recv().await {
+        if let Err(e) = writer.write(b).await {
+            writer.reset();
+            return Err(e);
+        }
+    }
+    writer.flush().await
+}
+
+/// Data files are finished at about this size (a month of one partner's submission is
+/// usually one file).
+const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Parquet as tip writes it: zstd (level 1: about snappy's speed, smaller files), statistics
+/// per page for readers that skip, row groups of 128 Ki rows.
+fn writer_properties() -> parquet::file::properties::WriterProperties {
+    parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(
+            parquet::basic::ZstdLevel::try_new(1).unwrap_or_default(),
+        ))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build()
+}
+
+/// The partition (country, month) of a batch's first row.
+fn partition_of(b: &RecordBatch) -> Option<(String, String)> {
+    use arrow::array::Array;
+    let text = |name: &str| {
+        b.column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .filter(|c| !c.is_empty() && c.is_valid(0))
+            .map(|c| c.value(0).to_string())
+    };
+    Some((text("reporting_country")?, text("period")?))
 }
 
 /// The properties of every commit tip makes. Log entries older than the time-travel window are

@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::{Key, Pseudonymiser};
 use crate::schema::{FieldClass, PseudonymScope, RecordSchema};
-use crate::util::months::{date_from_days, month_of_days};
+use crate::util::months::{write_date, write_month};
 
 /// Provenance of one submission, stamped on every row.
 #[derive(Debug, Clone)]
@@ -175,18 +175,20 @@ impl Stage {
             .column_by_name(&m.column)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
         let mut b = StringBuilder::with_capacity(n, n * 56);
-        let mut parts: Vec<String> = Vec::with_capacity(arrays.len());
+        // Reused for every row: the inputs' text (wiped after each row) and the pseudonym.
+        let mut parts: Vec<String> = vec![String::new(); arrays.len()];
+        let mut out = String::with_capacity(64);
         for r in 0..n {
             // Made at the partner with the same key (checked in validation).
             if let Some(g) = given.as_ref().filter(|g| g.is_valid(r)) {
                 b.append_value(g.value(r));
                 continue;
             }
-            parts.clear();
-            collect_inputs(&arrays, r, &mut parts);
-            if parts.len() == arrays.len() {
+            let complete = collect_inputs(&arrays, r, &mut parts);
+            if complete {
                 let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-                b.append_value(m.pseudonymiser.pseudonym(scope, &refs));
+                m.pseudonymiser.pseudonym_into(scope, &refs, &mut out);
+                b.append_value(&out);
             } else {
                 b.append_null();
             }
@@ -236,14 +238,12 @@ impl Stage {
             .and_then(|p| validated.column_by_name(p))
             .and_then(|c| c.as_any().downcast_ref::<Date32Array>().cloned());
         let mut period = StringBuilder::with_capacity(n, n * 7);
+        let mut month = String::with_capacity(7);
         for r in 0..n {
-            match days
-                .as_ref()
-                .filter(|a| a.is_valid(r))
-                .and_then(|a| month_of_days(a.value(r)))
-            {
-                Some(m) => period.append_value(m),
-                None => period.append_value("unknown"),
+            month.clear();
+            match days.as_ref().filter(|a| a.is_valid(r)) {
+                Some(a) if write_month(a.value(r), &mut month) => period.append_value(&month),
+                _ => period.append_value("unknown"),
             }
         }
         Arc::new(period.finish())
@@ -257,19 +257,22 @@ fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef, String> {
         .ok_or_else(|| format!("missing {name}"))
 }
 
-/// The inputs of row `r` as text, stopping at the first missing one.
-fn collect_inputs(arrays: &[ArrayRef], r: usize, parts: &mut Vec<String>) {
-    for a in arrays {
+/// The inputs of row `r` as text into `parts` (one per input); false when one is missing.
+fn collect_inputs(arrays: &[ArrayRef], r: usize, parts: &mut [String]) -> bool {
+    for (a, part) in arrays.iter().zip(parts.iter_mut()) {
+        part.clear();
         if a.is_null(r) {
-            return;
+            return false;
         }
         if let Some(s) = a.as_any().downcast_ref::<StringArray>() {
-            parts.push(s.value(r).to_string());
+            part.push_str(s.value(r));
         } else if let Some(d) = a.as_any().downcast_ref::<Date32Array>() {
-            match date_from_days(d.value(r)) {
-                Some(date) => parts.push(date.format("%Y-%m-%d").to_string()),
-                None => return,
+            if !write_date(d.value(r), part) {
+                return false;
             }
+        } else {
+            return false;
         }
     }
+    true
 }

@@ -8,12 +8,14 @@ import csv, datetime, sys
 
 import duckdb
 
-export, population_csv, view = sys.argv[1], sys.argv[2], sys.argv[3]
-con = duckdb.connect()
-for t in ["cases", "services", "referrals", "events", "outcomes"]:
-    con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{export}/{t}/**/*.parquet', hive_partitioning = true, hive_types_autocast = false)")
-con.execute(f"CREATE VIEW organisations AS SELECT * FROM read_parquet('{export}/organisations/*.parquet')")
-con.execute(f"CREATE VIEW population AS SELECT * FROM read_csv('{population_csv}', header = true)")
+def connect(export, population_csv):
+    """A DuckDB connection with the lake's tables as views over a `tip export` directory."""
+    con = duckdb.connect()
+    for t in ["cases", "services", "referrals", "events", "outcomes"]:
+        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{export}/{t}/**/*.parquet', hive_partitioning = true, hive_types_autocast = false)")
+    con.execute(f"CREATE VIEW organisations AS SELECT * FROM read_parquet('{export}/organisations/*.parquet')")
+    con.execute(f"CREATE VIEW population AS SELECT * FROM read_csv('{population_csv}', header = true)")
+    return con
 
 person_reports = """
   SELECT person_id, partner, reporting_country, registered_on AS on_date FROM cases WHERE person_id IS NOT NULL
@@ -121,7 +123,12 @@ def text(v):
         return v.isoformat()
     return str(v)
 
-rows = con.execute(QUERIES[view]).fetchall()
-w = csv.writer(sys.stdout, lineterminator="\n")
-for r in rows:
-    w.writerow([text(v) for v in r])
+def main():
+    export, population_csv, view = sys.argv[1], sys.argv[2], sys.argv[3]
+    rows = connect(export, population_csv).execute(QUERIES[view]).fetchall()
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    for r in rows:
+        w.writerow([text(v) for v in r])
+
+if __name__ == "__main__":
+    main()

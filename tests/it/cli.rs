@@ -231,6 +231,7 @@ async fn arbitrary_input_never_panics() {
             mapping: &mapping,
             channel: Channel::Load,
             mode: Mode::Upsert,
+            progress: None,
         };
         let before = ctx
             .lake

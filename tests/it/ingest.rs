@@ -165,6 +165,7 @@ async fn a_resubmission_replaces_its_records_in_one_commit() {
         mapping: &mapping,
         channel: Channel::Load,
         mode: Mode::Upsert,
+        progress: None,
     };
 
     let first = write(
@@ -184,6 +185,7 @@ async fn a_resubmission_replaces_its_records_in_one_commit() {
         mapping: &mapping,
         channel: Channel::Load,
         mode: Mode::Upsert,
+        progress: None,
     };
     let lv = write(
         &env,

@@ -120,6 +120,7 @@ async fn view_semantics_on_hand_made_data() {
             mapping: &mapping,
             channel: Channel::Load,
             mode: Mode::Upsert,
+            progress: None,
         };
         let r = ctx.ingest_file(&sub, &f).await.unwrap();
         assert!(r.issues.is_empty(), "{stem}: {:?}", r.issues);
