@@ -179,48 +179,48 @@ impl Commit<'_> {
             _ => Vec::new(),
         };
         let snapshot = self.sub.mode.period().map(|p| p.bounds());
-        let read = lake::Scope {
+        if one.keys.is_empty() && snapshot.is_none() {
+            return Ok(()); // nothing to add, replace or withdraw
+        }
+        let scope = lake::Scope {
             partner: self.sub.partner,
             country,
             keys: &few,
             snapshot,
-            submission: None,
         };
         // The rows the commit will replace or remove: only those are read.
-        let existing = self
+        let read = self
             .ing
             .lake
-            .scope_keys(&record.table, &read, &|k| one.keys.contains(k))
+            .scope_keys(&record.table, &scope, &|k| one.keys.contains(k))
             .await?;
-        count_changes(&self.sub.mode, &one.keys, &existing, report);
+        count_changes(&self.sub.mode, &one.keys, &read.rows, report);
         let changes = report.rows_inserted + report.rows_updated + report.rows_removed;
         if one.keys.is_empty() && changes == 0 {
             return Ok(());
         }
-        let mut held: Vec<String> = existing
-            .keys()
-            .filter(|k| one.keys.contains(k))
-            .cloned()
-            .collect();
-        held.sort();
+        // Nothing held and no snapshot: the commit only adds (and conflicts with any rival
+        // commit for the partner). Otherwise it replaces the rows of every key it sends, as a
+        // rival commit of the same keys would conflict with it.
+        let held = read.rows.keys().any(|k| one.keys.contains(k));
+        let sent = match held || snapshot.is_some() || self.sub.mode == Mode::Withdraw {
+            true if few.is_empty() => one.keys.texts(),
+            true => few.clone(),
+            false => Vec::new(),
+        };
         let scope = lake::Scope {
-            keys: &held,
-            submission: Some(&self.job.prov.submission_id),
-            ..read
+            keys: &sent,
+            ..scope
         };
         let metadata = self.metadata(&self.ledger_row(report, "{}".into()))?;
         let version = match self.sub.mode {
             Mode::Withdraw => {
-                let scope = lake::Scope {
-                    submission: None,
-                    ..scope
-                };
                 self.ing
                     .lake
                     .delete_where(&record.table, &scope, metadata)
                     .await?
             }
-            _ => self.write(one, &scope, metadata).await?,
+            _ => self.write(one, &scope, &read, metadata).await?,
         };
         report.table_version = Some(version);
         report.commits.push((record.table.clone(), version));
@@ -232,22 +232,41 @@ impl Commit<'_> {
         &self,
         one: &Arc<PassOne>,
         scope: &lake::Scope<'_>,
+        read: &lake::ScopeRead,
         metadata: Vec<(String, serde_json::Value)>,
     ) -> Result<i64, IngestError> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, String>>(4);
         let producer = {
             let (job, one) = (self.job.clone(), one.clone());
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = job.send_spill(&one, &tx) {
-                    let _ = tx.blocking_send(Err(e));
-                }
+                // An error, or a panic, reaches the writer as an error before the channel
+                // closes: a producer that stopped early never looks like a complete file.
+                let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    job.send_spill(&one, &tx)
+                }));
+                let failed = match sent {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => e,
+                    Err(_) => format!(
+                        "{}: internal error while writing; nothing was committed",
+                        job.file
+                    ),
+                };
+                let _ = tx.blocking_send(Err(failed));
             })
         };
         let record = &self.job.record;
         let res = self
             .ing
             .lake
-            .replace_from_channel(&record.table, record.stored_schema(), rx, scope, metadata)
+            .replace_from_channel(
+                &record.table,
+                record.stored_schema(),
+                rx,
+                scope,
+                read,
+                metadata,
+            )
             .await;
         let _ = producer.await;
         Ok(res?)

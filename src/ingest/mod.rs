@@ -71,6 +71,8 @@ impl Ingestor {
         lake: Lake,
         key: Key,
     ) -> Ingestor {
+        // What a killed ingestion left in its private staging (pseudonymised rows) goes.
+        crate::util::staging::sweep_stale(std::time::Duration::from_secs(24 * 3600));
         Ingestor {
             config,
             catalog,

@@ -3,12 +3,12 @@
 //! A reader pushes items (raw batches) on the calling thread; `workers` threads run the work on
 //! them (mapping, validation, pseudonymisation); one thread hands the results to the consumer
 //! in the order the reader pushed them, so what a file gives does not depend on the scheduling.
-//! At most `2 × workers` items wait between the reader and the workers and between the workers
-//! and the consumer, so memory is bounded whatever the size of the input.
+//! The reader runs at most `2 × workers` items ahead of the consumer, so memory is bounded
+//! whatever the size of the input.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Condvar, Mutex};
 
 use crate::source::SourceError;
 
@@ -19,7 +19,8 @@ pub fn workers() -> usize {
 
 /// Runs `produce` on this thread, `work` on `workers` threads and `consume` on one more, in
 /// the order items were produced. The first error stops everything: the consumer's, a worker's
-/// (it reaches the consumer in order), or the reader's.
+/// (it reaches the consumer in order), or the reader's. A panic in the work is an error of its
+/// item, so it stops the run in order too; it never leaves the reader waiting.
 pub fn ordered<I, O, R>(
     workers: usize,
     produce: impl FnOnce(&mut dyn FnMut(I) -> Result<(), SourceError>) -> Result<R, SourceError>,
@@ -31,7 +32,8 @@ where
     O: Send,
 {
     let workers = workers.max(1);
-    let (in_tx, in_rx) = sync_channel::<(u64, I)>(2 * workers);
+    let window = Window::new(2 * workers);
+    let (in_tx, in_rx) = sync_channel::<(u64, I)>(workers);
     let (out_tx, out_rx) = sync_channel::<(u64, Result<O, SourceError>)>(2 * workers);
     // Taken out (dropped) by a worker that finds the consumer gone, so the reader stops too.
     let in_rx = Mutex::new(Some(in_rx));
@@ -45,7 +47,12 @@ where
                         _ => return,
                     };
                     let Ok((seq, item)) = next else { return };
-                    if out_tx.send((seq, work(item))).is_err() {
+                    let done =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(item)))
+                            .unwrap_or_else(|_| {
+                                Err(SourceError::Sink("internal error while reading".into()))
+                            });
+                    if out_tx.send((seq, done)).is_err() {
                         if let Ok(mut rx) = in_rx.lock() {
                             rx.take();
                         }
@@ -55,9 +62,10 @@ where
             });
         }
         drop(out_tx);
-        let consumer = s.spawn(move || in_order(out_rx, consume));
+        let consumer = s.spawn(|| in_order(out_rx, consume, &window));
         let mut seq = 0u64;
         let produced = produce(&mut |item| {
+            window.wait_for(seq)?;
             in_tx
                 .send((seq, item))
                 .map_err(|_| SourceError::Sink("stopped".into()))?;
@@ -74,11 +82,64 @@ where
     })
 }
 
+/// How far the consumer has come: the reader may run at most `ahead` items past it, so items
+/// waiting to be put in order are bounded too, however slow one item is.
+struct Window {
+    state: Mutex<(u64, bool)>,
+    moved: Condvar,
+    ahead: u64,
+}
+
+impl Window {
+    fn new(ahead: usize) -> Window {
+        Window {
+            state: Mutex::new((0, false)),
+            moved: Condvar::new(),
+            ahead: ahead as u64,
+        }
+    }
+
+    /// Waits until item `seq` may be read; an error once the consumer has stopped.
+    fn wait_for(&self, seq: u64) -> Result<(), SourceError> {
+        let stopped = || SourceError::Sink("stopped".into());
+        let mut st = self.state.lock().map_err(|_| stopped())?;
+        while !st.1 && seq >= st.0 + self.ahead {
+            st = self.moved.wait(st).map_err(|_| stopped())?;
+        }
+        if st.1 { Err(stopped()) } else { Ok(()) }
+    }
+
+    fn advance(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.0 += 1;
+        }
+        self.moved.notify_all();
+    }
+
+    fn stop(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.1 = true;
+        }
+        self.moved.notify_all();
+    }
+}
+
+/// Marks the window stopped when the consumer ends, by return or by panic.
+struct Stops<'a>(&'a Window);
+
+impl Drop for Stops<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// Hands results to `consume` by sequence number; the first error ends it.
 fn in_order<O>(
     rx: Receiver<(u64, Result<O, SourceError>)>,
     mut consume: impl FnMut(O) -> Result<(), SourceError>,
+    window: &Window,
 ) -> Result<(), SourceError> {
+    let _stops = Stops(window);
     let mut next = 0u64;
     let mut waiting: BTreeMap<u64, Result<O, SourceError>> = BTreeMap::new();
     for (seq, r) in rx {
@@ -86,6 +147,7 @@ fn in_order<O>(
         while let Some(r) = waiting.remove(&next) {
             consume(r?)?;
             next += 1;
+            window.advance();
         }
     }
     Ok(())
@@ -120,6 +182,32 @@ mod tests {
         .unwrap();
         assert_eq!(n, 1000);
         assert_eq!(got, (0..1000u64).map(|i| i * 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_panic_in_the_work_is_an_error_in_order_and_never_a_hang() {
+        let mut consumed = 0;
+        let r = ordered(
+            2,
+            |push| {
+                for i in 0..10_000u64 {
+                    push(i)?;
+                }
+                Ok(())
+            },
+            |i| {
+                if i == 3 || i == 4 {
+                    panic!("a bug in a stage");
+                }
+                Ok(i)
+            },
+            |_| {
+                consumed += 1;
+                Ok(())
+            },
+        );
+        assert!(matches!(r, Err(SourceError::Sink(m)) if m.contains("internal error")));
+        assert_eq!(consumed, 3);
     }
 
     #[test]

@@ -289,11 +289,7 @@ impl FileJob {
         let (keys, stored) = if self.mode == Mode::Withdraw {
             (self.keys(&typed)?, Vec::new())
         } else {
-            let stored = self.stage.apply(&typed, &self.prov).map_err(sink)?;
-            let keys = stored
-                .column_by_name("record_key")
-                .cloned()
-                .ok_or_else(|| sink("stored rows without record_key".into()))?;
+            let (keys, stored) = self.stage.apply_keyed(&typed, &self.prov).map_err(sink)?;
             (keys, by_month(&stored).map_err(sink)?)
         };
         Ok(Piece {

@@ -522,10 +522,13 @@ impl Lake {
         schema: SchemaRef,
         rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, String>>,
         scope: &Scope<'_>,
+        read: &ScopeRead,
         metadata: Vec<(String, serde_json::Value)>,
     ) -> Result<i64, LakeError> {
         if scope.adds_only() {
-            return self.append_months(table_name, rx, metadata).await;
+            return self
+                .append_months(table_name, rx, scope, read, metadata)
+                .await;
         }
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv()
@@ -552,14 +555,22 @@ impl Lake {
     /// rows end, so memory holds a few months' rows, not the file's, and files are as large
     /// as their month allows. The files become part of the table only with the commit: an
     /// error leaves them unreferenced, outside the table.
+    ///
+    /// The commit is made against the version [`Lake::scope_keys`] read, and declares that it
+    /// read the partner's rows in its country: a commit that added rows of that partner since
+    /// (another submission of the same records, racing) makes it conflict, so the submission is
+    /// counted again against the table as it is then, never appended beside them.
     async fn append_months(
         &self,
         table_name: &str,
         mut rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, String>>,
+        scope: &Scope<'_>,
+        read: &ScopeRead,
         metadata: Vec<(String, serde_json::Value)>,
     ) -> Result<i64, LakeError> {
         let err = |e: &dyn std::fmt::Display| Self::err(table_name, e);
-        let table = self.table(table_name, None).await?;
+        let at = read.version.map(TablePoint::Version);
+        let table = self.table(table_name, at.as_ref()).await?;
         let mut months = MonthWriters::new(&table);
         let mut adds = Vec::new();
         let outcome: Result<(), LakeError> = async {
@@ -572,13 +583,18 @@ impl Lake {
         }
         .await;
         if let Err(e) = outcome {
-            months.abort();
+            months.abort().await;
             return Err(e);
         }
+        let quoted = |v: &str| format!("'{}'", v.replace('\'', "''"));
         let operation = deltalake::protocol::DeltaOperation::Write {
             mode: SaveMode::Append,
             partition_by: Some(PARTITION_COLUMNS.iter().map(|c| c.to_string()).collect()),
-            predicate: None,
+            predicate: Some(format!(
+                "partner = {} AND reporting_country = {}",
+                quoted(scope.partner),
+                quoted(scope.country)
+            )),
         };
         let snapshot = table.snapshot().map_err(|e| err(&e))?;
         let actions = adds
@@ -633,9 +649,9 @@ impl Lake {
         table_name: &str,
         scope: &Scope<'_>,
         sent: &(dyn Fn(&str) -> bool + Send + Sync),
-    ) -> Result<HashMap<String, String>, LakeError> {
+    ) -> Result<ScopeRead, LakeError> {
         let Some(table) = self.try_table(table_name, None).await? else {
-            return Ok(HashMap::new());
+            return Ok(ScopeRead::default());
         };
         let err = |e: &dyn std::fmt::Display| Self::err(table_name, e);
         let ctx = datafusion::prelude::SessionContext::new();
@@ -670,7 +686,10 @@ impl Lake {
                 }
             }
         }
-        Ok(out)
+        Ok(ScopeRead {
+            rows: out,
+            version: table.version().and_then(|v| u64::try_from(v).ok()),
+        })
     }
 
     /// Deletes the rows where `column = value` in one commit; returns how many rows went.
@@ -864,8 +883,14 @@ pub struct Scope<'a> {
     /// submission's keys when there are few, else none).
     pub keys: &'a [String],
     pub snapshot: Option<Option<(&'a str, &'a str)>>,
-    /// The submission whose rows a replacing commit writes.
-    pub submission: Option<&'a str>,
+}
+
+/// What [`Lake::scope_keys`] read: the record key and period of each row in scope, and the
+/// table version it read them at (None: no table yet).
+#[derive(Debug, Default)]
+pub struct ScopeRead {
+    pub rows: HashMap<String, String>,
+    pub version: Option<u64>,
 }
 
 impl Scope<'_> {
@@ -890,8 +915,9 @@ impl Scope<'_> {
         self.keys.is_empty() && self.snapshot.is_none()
     }
 
-    /// The rows the commit replaces, and the submission's own new rows (so the rows written
-    /// conform to it, as a replacing write requires, without listing every key they carry).
+    /// The rows the commit replaces: the partner's rows with one of `keys`, and a snapshot's
+    /// period. The rows a replacing commit writes carry those keys, so they conform to it, as
+    /// Delta requires, and a rival commit that added any of them conflicts.
     fn predicate(&self) -> Expr {
         let mut any = if self.keys.is_empty() {
             lit(false)
@@ -909,9 +935,6 @@ impl Scope<'_> {
                 any = in_period.or(any);
             }
         }
-        if let Some(id) = self.submission {
-            any = any.or(col("submission_id").eq(lit(id)));
-        }
         self.partner_rows().and(any)
     }
 }
@@ -925,6 +948,9 @@ struct MonthWriters<'a> {
     running: std::collections::VecDeque<MonthTask>,
     current: Option<((String, String), tokio::sync::mpsc::Sender<RecordBatch>)>,
     at_once: usize,
+    /// Set when the submission failed: each writer then abandons its files (multipart uploads
+    /// aborted) instead of finishing them.
+    abandoned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<'a> MonthWriters<'a> {
@@ -934,6 +960,7 @@ impl<'a> MonthWriters<'a> {
             running: Default::default(),
             current: None,
             at_once: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            abandoned: Default::default(),
         }
     }
 
@@ -951,8 +978,9 @@ impl<'a> MonthWriters<'a> {
                 done = self.join_oldest().await?;
             }
             let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+            let abandoned = self.abandoned.clone();
             self.running
-                .push_back(tokio::spawn(write_month(self.table.clone(), rx)));
+                .push_back(tokio::spawn(write_month(self.table.clone(), rx, abandoned)));
             self.current = Some((month, tx));
         }
         if let Some((_, tx)) = &self.current
@@ -984,10 +1012,13 @@ impl<'a> MonthWriters<'a> {
         Ok(adds)
     }
 
-    fn abort(&mut self) {
+    /// Every writer abandons what it wrote; waits for them to do so.
+    async fn abort(&mut self) {
+        self.abandoned
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.current = None;
         for t in self.running.drain(..) {
-            t.abort();
+            let _ = t.await;
         }
     }
 }
@@ -996,6 +1027,7 @@ impl<'a> MonthWriters<'a> {
 async fn write_month(
     table: DeltaTable,
     mut rx: tokio::sync::mpsc::Receiver<RecordBatch>,
+    abandoned: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
     use deltalake::writer::{DeltaWriter, RecordBatchWriter};
     let mut writer = RecordBatchWriter::for_table(&table)?
@@ -1006,6 +1038,10 @@ async fn write_month(
             writer.reset();
             return Err(e);
         }
+    }
+    if abandoned.load(std::sync::atomic::Ordering::SeqCst) {
+        writer.reset();
+        return Ok(Vec::new());
     }
     writer.flush().await
 }

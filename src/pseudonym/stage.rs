@@ -94,6 +94,31 @@ impl Stage {
         RecordBatch::try_new(self.record.stored_schema(), cols).map_err(|e| e.to_string())
     }
 
+    /// Every row's record key (null where no key alternative is complete), and the stored rows
+    /// of the rows that have one: a row without a key is set aside, never stored.
+    pub fn apply_keyed(
+        &self,
+        validated: &RecordBatch,
+        prov: &Provenance,
+    ) -> Result<(ArrayRef, RecordBatch), String> {
+        let mut cols = self.columns(validated, prov)?;
+        let keys = cols
+            .last()
+            .cloned()
+            .ok_or_else(|| "no columns".to_string())?;
+        if keys.null_count() > 0 {
+            let keep = arrow::compute::is_not_null(&keys).map_err(|e| e.to_string())?;
+            cols = cols
+                .iter()
+                .map(|c| arrow::compute::filter(c, &keep))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+        }
+        let stored =
+            RecordBatch::try_new(self.record.stored_schema(), cols).map_err(|e| e.to_string())?;
+        Ok((keys, stored))
+    }
+
     /// The record key of each row only (rows validated for their key fields alone, as in a
     /// withdrawal): null where no key alternative is complete.
     pub fn keys(&self, validated: &RecordBatch, prov: &Provenance) -> Result<ArrayRef, String> {

@@ -415,3 +415,163 @@ fn cli_queries_a_fresh_lake_and_lists_tables() {
     ]);
     assert_eq!(stdout(&out), "org_id,country\nEE-POL-01,EE\nEE-SVC-01,EE\n");
 }
+
+/// One row of the canonical case layout for the batch tests: case number `C{i}`, a month of
+/// 2024–2025 by `i`.
+fn case_row(i: usize, case_number: &str) -> String {
+    format!(
+        "{case_number},Ona{},Petraitytė,2010-01-02,{}-{:02}-1{},female,LT,identified,sexual",
+        i % 97,
+        2024 + (i / 12) % 2,
+        1 + i % 12,
+        i % 10
+    )
+}
+
+/// A file read in batches of 7 rows, on every core, is one submission as a whole: every row is
+/// accepted or set aside exactly once, a key repeated in batches far apart sets both rows aside,
+/// months from every batch land, and the private staging of the rows is gone afterwards. A
+/// second file with more than 20 keys (matched as the partner's rows stream past, not by an IN
+/// list) replaces the records it holds and adds the rest.
+#[test]
+fn a_file_read_in_many_small_batches_on_every_core_is_one_submission() {
+    let mut env = Env::new();
+    let tmp = env.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    env.vars
+        .push(("TMPDIR".into(), tmp.to_str().unwrap().into()));
+    let config = std::fs::read_to_string(repo().join("pipelines/tip.toml"))
+        .unwrap()
+        .replace("batch_rows = 8192", "batch_rows = 7");
+    assert!(config.contains("batch_rows = 7"));
+    let cfg = env.path("tip.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut text = format!("{HEADER}\n");
+    for i in 0..300 {
+        let line = match i {
+            250 => case_row(i, "C50"), // C50 again
+            100 => ",,,,2025-01-10,female,LT,identified,sexual".to_string(), // no key at all
+            150 => case_row(i, "C150").replace("female", "girlish"), // an unknown code
+            _ => case_row(i, &format!("C{i}")),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let file = write(&env, "batches.csv", &text);
+    let load = |file: &std::path::Path| {
+        env.tip(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "load",
+            "--partner",
+            "LT-NGO-01",
+            "--type",
+            "case",
+            file.to_str().unwrap(),
+        ])
+    };
+    let out = load(&file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out)
+            .contains("300 rows read, 296 accepted, 4 quarantined; 296 inserted, 0 updated"),
+        "{}",
+        stdout(&out)
+    );
+    let csv = |sql: &str| {
+        let o = env.tip(&["query", "--format", "csv", sql]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    // Lines 2..=301 of the file: each is in the table or in the quarantine, never both.
+    assert_eq!(
+        csv(
+            "SELECT count(*) AS n, count(DISTINCT source_row) AS rows, min(source_row) AS lo, max(source_row) AS hi, count(DISTINCT period) AS months FROM cases"
+        ),
+        "n,rows,lo,hi,months\n296,296,2,301,24\n"
+    );
+    assert_eq!(
+        csv("SELECT source_row, reason FROM quarantine ORDER BY source_row"),
+        "source_row,reason\n52,duplicate_key\n102,missing_key\n152,unknown_code\n252,duplicate_key\n"
+    );
+    assert_eq!(
+        csv("SELECT count(*) AS n FROM cases WHERE source_row IN (52, 102, 152, 252)"),
+        "n\n0\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the staged rows are removed"
+    );
+    // 25 records held (C0..C24, corrected) and 15 new (C1000..C1014).
+    let mut text = format!("{HEADER}\n");
+    for i in 0..25 {
+        text.push_str(&case_row(i, &format!("C{i}")).replace("sexual", "labour"));
+        text.push('\n');
+    }
+    for i in 0..15 {
+        text.push_str(&case_row(i, &format!("C{}", 1000 + i)));
+        text.push('\n');
+    }
+    let second = write(&env, "second.csv", &text);
+    let out = load(&second);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("40 accepted, 0 quarantined; 15 inserted, 25 updated, 0 removed"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        csv("SELECT count(*) AS n, count(DISTINCT case_id) AS cases FROM cases"),
+        "n,cases\n311,311\n"
+    );
+    // The second submission holds its 40 records: the 25 it replaced and the 15 it added.
+    assert_eq!(
+        csv("SELECT count(*) AS n FROM cases GROUP BY submission_id ORDER BY n"),
+        "n\n40\n271\n"
+    );
+}
+
+/// Memory does not grow with the input: eight times the rows, and the peak resident memory of
+/// `tip load` stays within a few megabytes of the smaller load's (the rows pass through in
+/// batches; what is kept per row is its 24-byte key).
+#[test]
+fn the_memory_of_a_load_does_not_grow_with_the_file() {
+    let env = Env::new();
+    let peak = |rows: usize| {
+        let mut text = format!("{HEADER}\n");
+        for i in 0..rows {
+            text.push_str(&case_row(i, &format!("M{i}")));
+            text.push('\n');
+        }
+        let file = write(&env, &format!("m{rows}.csv"), &text);
+        let lake = env.path(&format!("lake{rows}"));
+        let o = std::process::Command::new("python3")
+            .current_dir(repo())
+            .env_remove("TIP_KEY")
+            .arg(repo().join("tests/python/peak.py"))
+            .arg(env!("CARGO_BIN_EXE_tip"))
+            .args(["--lake", lake.to_str().unwrap(), "--key-file"])
+            .arg(&env.key)
+            .args(["load", "--partner", "LT-NGO-01", "--type", "case"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        let kib: u64 = err
+            .rsplit("peak_kib=")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        kib / 1024
+    };
+    let (small, large) = (peak(20_000), peak(160_000));
+    eprintln!("tip load peak: 20 000 rows {small} MiB, 160 000 rows {large} MiB");
+    assert!(
+        large <= small + 40,
+        "160 000 rows peaked at {large} MiB, 20 000 at {small} MiB"
+    );
+}
