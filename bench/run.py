@@ -294,7 +294,7 @@ def main():
     a = ap.parse_args()
     if a.quick:
         a.ingest_rows, a.persons, a.repeat = "100000", 12000, 1
-    tip = os.environ.get("TIP_BIN")
+    tip = os.environ.get("TIP_BIN") and os.path.abspath(os.environ["TIP_BIN"])
     if not tip:
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
         tip = os.path.join(ROOT, "target", "release", "tip")

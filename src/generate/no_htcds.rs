@@ -208,11 +208,8 @@ pub fn fill_htcds_template(
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut data).map_err(io("template"))?;
         if name == "xl/worksheets/sheet1.xml" {
-            let mut xml = String::from_utf8(data).map_err(io("template"))?;
-            for (n, row) in rows.iter().enumerate() {
-                put_row(&mut xml, n + 3, &row_xml(n, row, &cols))?;
-            }
-            data = xml.into_bytes();
+            let xml = String::from_utf8(data).map_err(io("template"))?;
+            data = fill_rows(xml, rows, &cols)?.into_bytes();
         }
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
@@ -266,24 +263,42 @@ fn row_xml(n: usize, row: &HtcdsRow, cols: &BTreeMap<String, usize>) -> String {
     )
 }
 
-/// Puts `new_row` in place of the template's sheet row `r`, or at the end of the sheet data if
-/// the template has no such row.
-fn put_row(xml: &mut String, r: usize, new_row: &str) -> Result<(), GenerateError> {
-    let open = format!("<row r=\"{r}\" ");
-    match xml.find(&open) {
-        Some(start) => {
-            let end = xml[start..]
-                .find("</row>")
-                .map(|e| start + e + 6)
-                .ok_or_else(|| GenerateError::Io("template row not closed".into()))?;
-            xml.replace_range(start..end, new_row);
+/// The data rows in the sheet: each in place of the template's sheet row of its number, the
+/// rest in order at the end of the sheet data. The template's rows are found once and the new
+/// ones gathered and inserted once, so the time grows with the rows, not with their square.
+fn fill_rows(
+    mut xml: String,
+    rows: &[HtcdsRow],
+    cols: &BTreeMap<String, usize>,
+) -> Result<String, GenerateError> {
+    let in_template: std::collections::BTreeSet<usize> = xml
+        .match_indices("<row r=\"")
+        .filter_map(|(i, m)| {
+            let rest = &xml[i + m.len()..];
+            let digits = rest.find('"')?;
+            rest[..digits].parse().ok()
+        })
+        .collect();
+    let mut tail = String::new();
+    for (n, row) in rows.iter().enumerate() {
+        let (r, new_row) = (n + 3, row_xml(n, row, cols));
+        if !in_template.contains(&r) {
+            tail.push_str(&new_row);
+            continue;
         }
-        None => {
-            let end = xml
-                .find("</sheetData>")
-                .ok_or_else(|| GenerateError::Io("template has no sheetData".into()))?;
-            xml.insert_str(end, new_row);
-        }
+        let open = format!("<row r=\"{r}\" ");
+        let start = xml
+            .find(&open)
+            .ok_or_else(|| GenerateError::Io("template row not found".into()))?;
+        let end = xml[start..]
+            .find("</row>")
+            .map(|e| start + e + 6)
+            .ok_or_else(|| GenerateError::Io("template row not closed".into()))?;
+        xml.replace_range(start..end, &new_row);
     }
-    Ok(())
+    let end = xml
+        .find("</sheetData>")
+        .ok_or_else(|| GenerateError::Io("template has no sheetData".into()))?;
+    xml.insert_str(end, &tail);
+    Ok(xml)
 }
