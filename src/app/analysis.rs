@@ -198,6 +198,7 @@ impl App {
         out: &Path,
         as_of: Option<&AsOf>,
         actor: Actor<'_>,
+        progress: Option<&crate::util::Progress>,
     ) -> Result<Vec<(String, usize)>, AppError> {
         let session = self.session(as_of).await?;
         let partitioned: Vec<String> = self
@@ -206,7 +207,7 @@ impl App {
             .values()
             .map(|r| r.table.clone())
             .collect();
-        let counts = session.export(out, &partitioned).await?;
+        let counts = session.export(out, &partitioned, progress).await?;
         self.record(
             "export",
             json!({

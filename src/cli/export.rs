@@ -11,7 +11,12 @@ use super::{Cli, app};
 pub async fn run(cli: &Cli, out: &Path, as_of: Option<&str>) -> anyhow::Result<ExitCode> {
     let app = app(cli)?;
     let as_of = as_of.map(AsOf::parse).transpose()?;
-    for (t, n) in app.export(out, as_of.as_ref(), Actor::Cli).await? {
+    let (progress, bar) = super::progress::Bar::rows(format!("export to {}", out.display()));
+    let counts = app
+        .export(out, as_of.as_ref(), Actor::Cli, progress.as_deref())
+        .await;
+    drop(bar);
+    for (t, n) in counts? {
         println!("{t}: {n} rows");
     }
     println!("exported to {}", out.display());

@@ -29,9 +29,12 @@ pub async fn run(cli: &Cli, req: &Request<'_>) -> anyhow::Result<ExitCode> {
             Some(d) => app.config.location(d)?,
             None => app.extract_dir(def, &month)?,
         };
+        let bar = super::progress::Bar::step(format!("extract {} for {month}", def.name));
         let m = app
             .extract(def, &month, &dir, manifest.as_ref(), Actor::Cli)
-            .await?;
+            .await;
+        drop(bar);
+        let m = m?;
         println!(
             "extract {} for {month} (lake version {}): {} files in {}{}",
             def.name,

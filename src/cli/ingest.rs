@@ -14,7 +14,13 @@ use super::{Cli, app, ingestion};
 pub async fn run(cli: &Cli, pipelines: &[String]) -> anyhow::Result<ExitCode> {
     let app = app(cli)?;
     let ing = ingestion(&app, cli).await?.ingestor;
-    let reports = ing.run_pipelines(pipelines).await?;
+    let (progress, bar) = super::progress::Bar::rows("tip ingest".into());
+    let reports = match progress {
+        Some(progress) => ing.run_pipelines_counted(pipelines, progress).await,
+        None => ing.run_pipelines(pipelines).await,
+    };
+    drop(bar);
+    let reports = reports?;
     let mut rejected = false;
     for p in &reports {
         println!("pipeline {} (partner {})", p.name, p.partner);

@@ -40,7 +40,7 @@ pub async fn run(cli: &Cli, req: &Request<'_>, files: &[PathBuf]) -> anyhow::Res
     for path in files {
         let fmt = load_format(req.format, path)?;
         let mapping = ing.mapping_for_load(&record, fmt, path)?;
-        let (progress, bar) = super::progress::FileBar::start(path);
+        let (progress, bar) = super::progress::Bar::file(path);
         let sub = Submission {
             partner,
             mapping: &mapping,

@@ -134,6 +134,26 @@ pub fn generate(out: &Path, persons: usize, seed: u64) -> Result<Truth, Generate
     generate_with(out, persons, seed, &catalog)
 }
 
+/// Where the spreadsheets are split into several files: a sheet holds at most 1 048 576 rows,
+/// and tip refuses a workbook that decompresses to more than 256 MiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Split {
+    /// Persons in one Polish workbook (each has a case, about two risk assessments as a child,
+    /// and a referral one time in two).
+    pub pl_persons_per_workbook: usize,
+    /// Rows (persons) in one HTCDS file.
+    pub htcds_rows_per_file: usize,
+}
+
+impl Default for Split {
+    fn default() -> Split {
+        Split {
+            pl_persons_per_workbook: pl_child_protection::PERSONS_PER_WORKBOOK,
+            htcds_rows_per_file: no_htcds::ROWS_PER_FILE,
+        }
+    }
+}
+
 /// Generates the sample partner files for `n_persons` persons under `out`, with the code labels
 /// of `catalog`, writes `ground-truth.json` and returns the ground truth.
 pub fn generate_with(
@@ -141,6 +161,18 @@ pub fn generate_with(
     n_persons: usize,
     seed: u64,
     catalog: &Catalog,
+) -> Result<Truth, GenerateError> {
+    generate_split(out, n_persons, seed, catalog, Split::default())
+}
+
+/// [`generate_with`], with the spreadsheets split where `split` says. The same seed gives the
+/// same rows whatever the split; only the files they are in differ.
+pub fn generate_split(
+    out: &Path,
+    n_persons: usize,
+    seed: u64,
+    catalog: &Catalog,
+    split: Split,
 ) -> Result<Truth, GenerateError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let people = people::make_people(&mut rng, n_persons);
@@ -158,9 +190,9 @@ pub fn generate_with(
     };
     lt_ngo::write(&mut run)?;
     lv_police::write(&mut run)?;
-    pl_child_protection::write(&mut run)?;
+    pl_child_protection::write(&mut run, split.pl_persons_per_workbook)?;
     ee_services::write(&mut run)?;
-    no_htcds::write(&mut run)?;
+    no_htcds::write(&mut run, split.htcds_rows_per_file)?;
     let truth = Truth {
         seed,
         persons: n_persons,

@@ -18,25 +18,59 @@ pub const HTCDS_TEMPLATE: &[u8] = include_bytes!("../../pipelines/presets/htcds-
 /// One HTCDS row: field name to value.
 type HtcdsRow = BTreeMap<String, String>;
 
-/// Writes `no-ngo/htcds_cases_2025.xlsx`.
-pub(super) fn write(run: &mut SampleRun) -> Result<(), GenerateError> {
-    let mut cases = Writer::new("no-ngo/htcds_cases_2025.xlsx", "NO-NGO-01", "case", 3);
+/// Rows per file. A sheet holds at most 1 048 576 rows, and tip refuses a workbook that
+/// decompresses to more than 256 MiB (about 180 000 rows of this template, at some 1.4 kB
+/// each), so a larger register is written as `htcds_cases_2025.xlsx`,
+/// `htcds_cases_2025_2.xlsx`, ...
+pub(super) const ROWS_PER_FILE: usize = 100_000;
+
+/// Writes `no-ngo/htcds_cases_2025.xlsx`, and more files (`htcds_cases_2025_2.xlsx`, ...) past
+/// `per_file` persons; the random stream is drawn in the same order whatever the split.
+pub(super) fn write(run: &mut SampleRun, per_file: usize) -> Result<(), GenerateError> {
     let people = run.people;
-    let mut htcds_rows: Vec<HtcdsRow> = Vec::new();
+    let mut files: Vec<(Writer, Vec<HtcdsRow>)> = Vec::new();
     for (i, p) in people.iter().enumerate() {
         if !run.reports(i, "NO") {
             continue;
         }
+        if files
+            .last()
+            .is_none_or(|(_, rows)| rows.len() >= per_file.max(1))
+        {
+            files.push((
+                Writer::new(&htcds_file(files.len()), "NO-NGO-01", "case", 3),
+                Vec::new(),
+            ));
+        }
         let (v, g, f) = name_in_report(&mut run.rng, p, false);
         let mut m = person_fields(&mut run.rng, i, p, g, f);
         add_victim_fields(&mut run.rng, &mut m, p);
-        htcds_rows.push(m);
+        let Some((cases, rows)) = files.last_mut() else {
+            continue;
+        };
+        rows.push(m);
         cases.push(vec![], Some((i, v)));
     }
-    let xlsx = fill_htcds_template(HTCDS_TEMPLATE, &htcds_rows)?;
-    std::fs::write(run.path(&cases), xlsx).map_err(io("write"))?;
-    run.done(cases);
+    if files.is_empty() {
+        files.push((
+            Writer::new(&htcds_file(0), "NO-NGO-01", "case", 3),
+            Vec::new(),
+        ));
+    }
+    for (cases, rows) in files {
+        let xlsx = fill_htcds_template(HTCDS_TEMPLATE, &rows)?;
+        std::fs::write(run.path(&cases), xlsx).map_err(io("write"))?;
+        run.done(cases);
+    }
     Ok(())
+}
+
+/// The path of the `k`-th HTCDS file (from 0).
+fn htcds_file(k: usize) -> String {
+    match k {
+        0 => "no-ngo/htcds_cases_2025.xlsx".into(),
+        _ => format!("no-ngo/htcds_cases_2025_{}.xlsx", k + 1),
+    }
 }
 
 /// The case and person fields of person `i`, named `given` `family` in this report.

@@ -10,7 +10,21 @@ use super::output::{Writer, dmy, iso};
 use super::people::{Person, name_in_report, pick_s, year_end};
 use super::{GenerateError, REFERRAL_ORGS, SampleRun, io};
 
-const WORKBOOK: &str = "pl-child-protection/rejestr_2025.xlsx";
+const WORKBOOK: &str = "pl-child-protection/rejestr_2025";
+
+/// Persons per workbook. A sheet holds at most 1 048 576 rows, and tip refuses a workbook that
+/// decompresses to more than 256 MiB (about 180 000 persons here, at some 1.5 kB each), so a
+/// larger register is written as `rejestr_2025.xlsx`, `rejestr_2025_2.xlsx`, ... (the
+/// pipeline reads `rejestr_*.xlsx`), each person's rows in one workbook.
+pub(super) const PERSONS_PER_WORKBOOK: usize = 100_000;
+
+/// The path of the `k`-th workbook (from 0).
+fn workbook(k: usize) -> String {
+    match k {
+        0 => format!("{WORKBOOK}.xlsx"),
+        _ => format!("{WORKBOOK}_{}.xlsx", k + 1),
+    }
+}
 
 const CASE_HEADER: &[&str] = &[
     "Nr sprawy",
@@ -64,48 +78,52 @@ fn excel_date(d: NaiveDate) -> String {
     format!("D:{}", iso(d))
 }
 
-/// Writes `pl-child-protection/rejestr_2025.xlsx` with the sheets `Sprawy` (cases),
-/// `Oceny ryzyka` (risk assessments of minors) and `Skierowania` (referrals).
-pub(super) fn write(run: &mut SampleRun) -> Result<(), GenerateError> {
-    let mut cases = Writer::new(&format!("{WORKBOOK}#Sprawy"), "PL-CP-01", "case", 2);
-    let mut assessments = Writer::new(
-        &format!("{WORKBOOK}#Oceny ryzyka"),
-        "PL-CP-01",
-        "outcome",
-        2,
-    );
-    let mut refs = Writer::new(
-        &format!("{WORKBOOK}#Skierowania"),
-        "PL-CP-01",
-        "referral",
-        2,
-    );
+/// Writes `pl-child-protection/rejestr_2025.xlsx` with the sheets `Sprawy` (cases), `Oceny
+/// ryzyka` (risk assessments of minors) and `Skierowania` (referrals), and more workbooks
+/// (`rejestr_2025_2.xlsx`, ...) past `per_workbook` persons. The random stream is drawn in the
+/// same order whatever the split.
+pub(super) fn write(run: &mut SampleRun, per_workbook: usize) -> Result<(), GenerateError> {
     let people = run.people;
+    let reported: Vec<usize> = (0..people.len())
+        .filter(|&i| run.reports(i, "PL"))
+        .collect();
+    let chunks: Vec<&[usize]> = if reported.is_empty() {
+        vec![&[]]
+    } else {
+        reported.chunks(per_workbook.max(1)).collect()
+    };
+    let last = chunks.len() - 1;
     let mut pl_no = 0;
-    for (i, p) in people.iter().enumerate() {
-        if !run.reports(i, "PL") {
-            continue;
+    for (k, chunk) in chunks.into_iter().enumerate() {
+        let wb = workbook(k);
+        let mut cases = Writer::new(&format!("{wb}#Sprawy"), "PL-CP-01", "case", 2);
+        let mut assessments = Writer::new(&format!("{wb}#Oceny ryzyka"), "PL-CP-01", "outcome", 2);
+        let mut refs = Writer::new(&format!("{wb}#Skierowania"), "PL-CP-01", "referral", 2);
+        for &i in chunk {
+            let p = &people[i];
+            pl_no += 1;
+            let case = format!("{pl_no}/2025/OPS");
+            push_case(run, &mut cases, i, p, &case);
+            if p.minor_when_registered() {
+                push_risk_assessments(run, &mut assessments, i, p, &case);
+            }
+            if run.rng.random_bool(0.5) {
+                push_referral(run, &mut refs, (i, p), &case, pl_no);
+            }
         }
-        pl_no += 1;
-        let case = format!("{pl_no}/2025/OPS");
-        push_case(run, &mut cases, i, p, &case);
-        if p.minor_when_registered() {
-            push_risk_assessments(run, &mut assessments, i, p, &case);
+        if k == last {
+            push_bad_assessment(run, &mut assessments);
         }
-        if run.rng.random_bool(0.5) {
-            push_referral(run, &mut refs, (i, p), &case, pl_no);
-        }
+        let sheets: [(&str, &[&str], &Writer); 3] = [
+            ("Sprawy", CASE_HEADER, &cases),
+            ("Oceny ryzyka", ASSESSMENT_HEADER, &assessments),
+            ("Skierowania", REFERRAL_HEADER, &refs),
+        ];
+        write_workbook(run, &wb, sheets)?;
+        run.done(cases);
+        run.done(assessments);
+        run.done(refs);
     }
-    push_bad_assessment(run, &mut assessments);
-    let sheets: [(&str, &[&str], &Writer); 3] = [
-        ("Sprawy", CASE_HEADER, &cases),
-        ("Oceny ryzyka", ASSESSMENT_HEADER, &assessments),
-        ("Skierowania", REFERRAL_HEADER, &refs),
-    ];
-    write_workbook(run, sheets)?;
-    run.done(cases);
-    run.done(assessments);
-    run.done(refs);
     Ok(())
 }
 
@@ -282,6 +300,7 @@ fn push_bad_assessment(run: &SampleRun, assessments: &mut Writer) {
 /// Writes the workbook, one sheet per (name, header, rows).
 fn write_workbook(
     run: &SampleRun,
+    path: &str,
     sheets: [(&str, &[&str], &Writer); 3],
 ) -> Result<(), GenerateError> {
     let mut wb = rust_xlsxwriter::Workbook::new();
@@ -301,7 +320,7 @@ fn write_workbook(
             }
         }
     }
-    wb.save(run.out.join(WORKBOOK)).map_err(io("xlsx"))?;
+    wb.save(run.out.join(path)).map_err(io("xlsx"))?;
     Ok(())
 }
 

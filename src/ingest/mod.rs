@@ -160,7 +160,17 @@ impl Ingestor {
         &self,
         names: &[String],
     ) -> Result<Vec<PipelineReport>, IngestError> {
-        pipelines::run(self, names).await
+        pipelines::run(self, names, None).await
+    }
+
+    /// [`Ingestor::run_pipelines`], counting every file's rows into `progress` as they are
+    /// read (`tip ingest`'s progress bar).
+    pub async fn run_pipelines_counted(
+        &self,
+        names: &[String],
+        progress: Arc<Progress>,
+    ) -> Result<Vec<PipelineReport>, IngestError> {
+        pipelines::run(self, names, Some(progress)).await
     }
 
     /// `tip pseudonymise`: a partner file in, a CSV of pseudonyms and stored fields out.
@@ -378,22 +388,7 @@ pub struct Submission<'a> {
     pub progress: Option<Arc<Progress>>,
 }
 
-/// How far the ingestion of a file has come: rows read and validated so far. Shared with
-/// whoever draws the progress (another thread), so it is atomic.
-#[derive(Debug, Default)]
-pub struct Progress {
-    rows: std::sync::atomic::AtomicU64,
-}
-
-impl Progress {
-    pub fn rows(&self, n: u64) {
-        self.rows.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn rows_done(&self) -> u64 {
-        self.rows.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
+pub use crate::util::Progress;
 
 /// SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {

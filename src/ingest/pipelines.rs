@@ -1,8 +1,12 @@
 //! The partner pipelines: each lists its source folder, picks the files its feeds name, and
 //! ingests the new ones.
 
+use std::sync::Arc;
+
 use super::pull::DropZone;
-use super::{Channel, FileReport, FileStatus, IngestError, Ingestor, Mode, Period, Submission};
+use super::{
+    Channel, FileReport, FileStatus, IngestError, Ingestor, Mode, Period, Progress, Submission,
+};
 use crate::config::{self, PipelineConfig, Registry, TipConfig};
 use crate::mapping::Mapping;
 use crate::schema::Catalog;
@@ -14,10 +18,11 @@ pub struct PipelineReport {
     pub files: Vec<FileReport>,
 }
 
-/// Runs the named pipelines (all when `names` is empty).
+/// Runs the named pipelines (all when `names` is empty), counting rows into `progress`.
 pub(super) async fn run(
     ing: &Ingestor,
     names: &[String],
+    progress: Option<Arc<Progress>>,
 ) -> Result<Vec<PipelineReport>, IngestError> {
     let pipelines = config::load_pipelines(&ing.config.resolve(&ing.config.paths.partners))?;
     for n in names {
@@ -37,7 +42,7 @@ pub(super) async fn run(
         .iter()
         .filter(|p| names.is_empty() || names.contains(&p.name))
     {
-        out.push(run_one(ing, p).await?);
+        out.push(run_one(ing, p, progress.as_ref()).await?);
     }
     Ok(out)
 }
@@ -96,7 +101,11 @@ pub fn pipeline_mappings(
     Ok(out)
 }
 
-async fn run_one(ing: &Ingestor, p: &PipelineConfig) -> Result<PipelineReport, IngestError> {
+async fn run_one(
+    ing: &Ingestor,
+    p: &PipelineConfig,
+    progress: Option<&Arc<Progress>>,
+) -> Result<PipelineReport, IngestError> {
     let mappings = pipeline_mappings(&ing.config, &ing.catalog, &ing.registry, p)?;
     let at = ing.config.location(&p.source.path)?;
     let mut zone = DropZone::open(&ing.lake, p, &at).await?;
@@ -114,7 +123,7 @@ async fn run_one(ing: &Ingestor, p: &PipelineConfig) -> Result<PipelineReport, I
                 mapping,
                 channel: Channel::Pipeline(&p.name),
                 mode: mode.clone(),
-                progress: None,
+                progress: progress.cloned(),
             };
             let report = ing.ingest_file_and_compact(&sub, &path).await?;
             let ok = matches!(report.status, FileStatus::Committed | FileStatus::Unchanged);

