@@ -609,10 +609,7 @@ impl Lake {
         .await;
         match committed {
             Ok(c) => Ok(c.version() as i64),
-            Err(e) => {
-                self.after_failed_commit(table_name, &metadata, e.into())
-                    .await
-            }
+            Err(e) => self.after_failed_commit(table_name, &metadata, e).await,
         }
     }
 
@@ -688,7 +685,7 @@ impl Lake {
         }
         Ok(ScopeRead {
             rows: out,
-            version: table.version().and_then(|v| u64::try_from(v).ok()),
+            version: table.version(),
         })
     }
 
