@@ -15,10 +15,7 @@ pub async fn run(cli: &Cli, pipelines: &[String]) -> anyhow::Result<ExitCode> {
     let app = app(cli)?;
     let ing = ingestion(&app, cli).await?.ingestor;
     let (progress, bar) = super::progress::Bar::rows("tip ingest".into());
-    let reports = match progress {
-        Some(progress) => ing.run_pipelines_counted(pipelines, progress).await,
-        None => ing.run_pipelines(pipelines).await,
-    };
+    let reports = ing.run_pipelines_counted(pipelines, progress).await;
     drop(bar);
     let reports = reports?;
     let mut rejected = false;

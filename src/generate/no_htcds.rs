@@ -28,34 +28,30 @@ pub(super) const ROWS_PER_FILE: usize = 100_000;
 /// `per_file` persons; the random stream is drawn in the same order whatever the split.
 pub(super) fn write(run: &mut SampleRun, per_file: usize) -> Result<(), GenerateError> {
     let people = run.people;
-    let mut files: Vec<(Writer, Vec<HtcdsRow>)> = Vec::new();
+    let new_file = |k: usize| {
+        (
+            Writer::new(&htcds_file(k), "NO-NGO-01", "case", 3),
+            Vec::new(),
+        )
+    };
+    let mut files: Vec<(Writer, Vec<HtcdsRow>)> = vec![new_file(0)];
     for (i, p) in people.iter().enumerate() {
         if !run.reports(i, "NO") {
             continue;
         }
         if files
             .last()
-            .is_none_or(|(_, rows)| rows.len() >= per_file.max(1))
+            .is_some_and(|(_, rows)| rows.len() >= per_file.max(1))
         {
-            files.push((
-                Writer::new(&htcds_file(files.len()), "NO-NGO-01", "case", 3),
-                Vec::new(),
-            ));
+            files.push(new_file(files.len()));
         }
         let (v, g, f) = name_in_report(&mut run.rng, p, false);
         let mut m = person_fields(&mut run.rng, i, p, g, f);
         add_victim_fields(&mut run.rng, &mut m, p);
-        let Some((cases, rows)) = files.last_mut() else {
-            continue;
-        };
-        rows.push(m);
-        cases.push(vec![], Some((i, v)));
-    }
-    if files.is_empty() {
-        files.push((
-            Writer::new(&htcds_file(0), "NO-NGO-01", "case", 3),
-            Vec::new(),
-        ));
+        if let Some((cases, rows)) = files.last_mut() {
+            rows.push(m);
+            cases.push(vec![], Some((i, v)));
+        }
     }
     for (cases, rows) in files {
         let xlsx = fill_htcds_template(HTCDS_TEMPLATE, &rows)?;

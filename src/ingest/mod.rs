@@ -163,14 +163,14 @@ impl Ingestor {
         pipelines::run(self, names, None).await
     }
 
-    /// [`Ingestor::run_pipelines`], counting every file's rows into `progress` as they are
-    /// read (`tip ingest`'s progress bar).
+    /// [`Ingestor::run_pipelines`], counting every file's rows into `progress` (when given) as
+    /// they are read (`tip ingest`'s progress bar).
     pub async fn run_pipelines_counted(
         &self,
         names: &[String],
-        progress: Arc<Progress>,
+        progress: Option<Arc<Progress>>,
     ) -> Result<Vec<PipelineReport>, IngestError> {
-        pipelines::run(self, names, Some(progress)).await
+        pipelines::run(self, names, progress).await
     }
 
     /// `tip pseudonymise`: a partner file in, a CSV of pseudonyms and stored fields out.
