@@ -135,11 +135,22 @@ impl Default for PathsConfig {
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     pub batch_rows: usize,
+    /// Keyed rows of one file held in memory (24 bytes each) before they are sorted to disk:
+    /// what keeps a load's memory the same for a file of any size.
+    #[serde(default = "default_keys_in_memory")]
+    pub keys_in_memory: usize,
+}
+
+fn default_keys_in_memory() -> usize {
+    1 << 21
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { batch_rows: 8192 }
+        IngestConfig {
+            batch_rows: 8192,
+            keys_in_memory: default_keys_in_memory(),
+        }
     }
 }
 
@@ -426,11 +437,16 @@ impl TipConfig {
         };
         let mut cfg: TipConfig = parse_toml(&file, &text)?;
         cfg.base_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        if cfg.ingest.batch_rows == 0 {
-            return Err(ConfigError::Invalid {
-                file,
-                message: "ingest.batch_rows must be at least 1".into(),
-            });
+        for (name, v) in [
+            ("batch_rows", cfg.ingest.batch_rows),
+            ("keys_in_memory", cfg.ingest.keys_in_memory),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    file,
+                    message: format!("ingest.{name} must be at least 1"),
+                });
+            }
         }
         Ok(cfg)
     }

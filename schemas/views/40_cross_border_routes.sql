@@ -6,7 +6,13 @@ CREATE VIEW cross_border_routes AS
 WITH legs AS (
   SELECT partner, case_id,
          min(CASE WHEN event_type = 'recruitment' THEN country END) AS recruitment_country,
-         array_to_string(array_agg(country ORDER BY sequence) FILTER (WHERE event_type = 'transit'), '>') AS transit,
+         -- Transit legs in order of their number (1 to 100; unnumbered legs last, then by
+         -- country): each leg prefixed with its zero-padded number, the list sorted per case,
+         -- the numbers taken off. A plain array_agg, which the engine runs in parallel and can
+         -- spill, unlike an aggregate with ORDER BY.
+         regexp_replace(array_to_string(array_sort(
+           array_agg(lpad(CAST(coalesce(sequence, 101) AS VARCHAR), 3, '0') || ':' || country)
+             FILTER (WHERE event_type = 'transit')), '>'), '[0-9]{3}:', '', 'g') AS transit,
          min(CASE WHEN event_type = 'exploitation' THEN country END) AS exploitation_country
   FROM events
   WHERE case_id IS NOT NULL

@@ -163,75 +163,141 @@ async fn key_epochs(session: &Session) -> Result<Vec<KeyEpochRef>, ExtractError>
     Ok(out)
 }
 
-/// Runs a table's SQL and counts distinct units per cell, row, column and in all.
+/// Runs a table's SQL and counts distinct units per cell, row, column and in all. The engine
+/// counts (one aggregate per level over the distinct units of the table), so an extract of a
+/// month of a million children holds its few hundred counts, never the units themselves.
 async fn count(
     session: &Session,
     def: &ExtractDef,
     t: &TableDef,
     fill: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<Raw, ExtractError> {
-    let dims: Vec<String> = t
-        .dimensions
-        .iter()
-        .map(|d| format!("coalesce(CAST(\"{d}\" AS VARCHAR), '{UNKNOWN}') AS \"{d}\""))
-        .collect();
-    let sql = format!(
-        "SELECT DISTINCT {}, CAST(unit AS VARCHAR) AS unit FROM ({}) WHERE unit IS NOT NULL",
-        dims.join(", "),
-        fill(&t.sql)
-    );
     let qerr = |source| ExtractError::Query {
         extract: def.name.clone(),
         table: t.name.clone(),
         source,
     };
-    // Extract definitions are reviewed configuration, not analyst input: they run outside the
-    // analyst gate.
-    let batches = session.run_trusted(&sql).await.map_err(qerr)?;
+    let batches = session
+        .run_trusted(&count_sql(t, fill))
+        .await
+        .map_err(qerr)?;
     let n = t.dimensions.len();
-    let mut units = Units::default();
+    let mut counts = Counts::default();
     for b in &batches {
-        let cols: Vec<StringArray> = (0..=n)
-            .map(|i| {
-                arrow::compute::cast(b.column(i), &DataType::Utf8)
-                    .map(|a| a.as_any().downcast_ref::<StringArray>().cloned())
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| qerr(QueryError::Sql("unexpected column type".into())))
-            })
-            .collect::<Result<_, _>>()?;
+        let text = |i: usize| {
+            arrow::compute::cast(b.column(i), &DataType::Utf8)
+                .map(|a| a.as_any().downcast_ref::<StringArray>().cloned())
+                .ok()
+                .flatten()
+                .ok_or_else(|| qerr(QueryError::Sql("unexpected column type".into())))
+        };
+        let cast = |i: usize, to: &DataType| arrow::compute::cast(b.column(i), to).ok();
+        let (Some(level), Some(units)) = (cast(0, &DataType::Int64), cast(n + 1, &DataType::Int64))
+        else {
+            return Err(qerr(QueryError::Sql("unexpected column type".into())));
+        };
+        let level = level.as_any().downcast_ref::<arrow::array::Int64Array>();
+        let units = units.as_any().downcast_ref::<arrow::array::Int64Array>();
+        let (Some(level), Some(units)) = (level, units) else {
+            return Err(qerr(QueryError::Sql("unexpected column type".into())));
+        };
+        let dims: Vec<StringArray> = (1..=n).map(text).collect::<Result<_, _>>()?;
         for i in 0..b.num_rows() {
-            let key: Vec<String> = (0..n - 1).map(|d| cols[d].value(i).to_string()).collect();
-            units.add(key, cols[n - 1].value(i), cols[n].value(i));
+            let key: Vec<String> = (0..n - 1).map(|d| dims[d].value(i).to_string()).collect();
+            let column = dims[n - 1].value(i).to_string();
+            counts.add(level.value(i), key, column, units.value(i) as u64);
         }
     }
-    Ok(units.into_raw())
+    Ok(counts.into_raw(n))
 }
 
-/// The distinct units seen per cell, row, column and in all.
+/// The counting query of a table: level 0 the distinct units per cell, 1 per row (all
+/// dimensions but the last), 2 per column (the last dimension), 3 in all. Each level counts
+/// the distinct (categories, unit) pairs of its own grouping, so a unit in several cells of a
+/// row counts once in the row's total.
+fn count_sql(t: &TableDef, fill: &dyn Fn(&str) -> String) -> String {
+    let q = |d: &str| format!("\"{}\"", d.replace('"', "\"\""));
+    let dims: Vec<String> = t.dimensions.iter().map(|d| q(d)).collect();
+    let select: Vec<String> = t
+        .dimensions
+        .iter()
+        .map(|d| {
+            format!(
+                "coalesce(CAST({} AS VARCHAR), '{UNKNOWN}') AS {}",
+                q(d),
+                q(d)
+            )
+        })
+        .collect();
+    let n = dims.len();
+    let none = "CAST(NULL AS VARCHAR)";
+    // One level: the dimensions it keeps (the others stand as NULL) and their distinct units.
+    let level = |id: u8, keep: &[bool]| {
+        let kept: Vec<&str> = (0..n)
+            .filter(|&i| keep[i])
+            .map(|i| dims[i].as_str())
+            .collect();
+        let shown: Vec<&str> = (0..n)
+            .map(|i| if keep[i] { dims[i].as_str() } else { none })
+            .collect();
+        let mut distinct = kept.clone();
+        distinct.push("unit");
+        let group = match kept.is_empty() {
+            true => String::new(),
+            false => format!(" GROUP BY {}", kept.join(", ")),
+        };
+        format!(
+            "SELECT CAST({id} AS BIGINT) AS level, {}, CAST(count(*) AS BIGINT) AS units \
+             FROM (SELECT DISTINCT {} FROM d){group}",
+            shown.join(", "),
+            distinct.join(", "),
+        )
+    };
+    let all = vec![true; n];
+    let rows: Vec<bool> = (0..n).map(|i| i + 1 < n).collect();
+    let cols: Vec<bool> = (0..n).map(|i| i + 1 == n).collect();
+    let mut levels = vec![level(0, &all), level(2, &cols), level(3, &vec![false; n])];
+    if n > 1 {
+        levels.push(level(1, &rows));
+    }
+    format!(
+        "WITH d AS (SELECT {}, CAST(unit AS VARCHAR) AS unit FROM ({}) WHERE unit IS NOT NULL) {}",
+        select.join(", "),
+        fill(&t.sql),
+        levels.join(" UNION ALL ")
+    )
+}
+
+/// The distinct units per cell, row, column and in all, as the engine counted them.
 #[derive(Default)]
-struct Units {
-    cell: HashMap<(Vec<String>, String), HashSet<String>>,
-    row: HashMap<Vec<String>, HashSet<String>>,
-    col: HashMap<String, HashSet<String>>,
-    all: HashSet<String>,
+struct Counts {
+    cell: HashMap<(Vec<String>, String), u64>,
+    row: HashMap<Vec<String>, u64>,
+    col: HashMap<String, u64>,
+    all: u64,
 }
 
-impl Units {
-    fn add(&mut self, key: Vec<String>, column: &str, unit: &str) {
-        self.cell
-            .entry((key.clone(), column.to_string()))
-            .or_default()
-            .insert(unit.to_string());
-        self.row.entry(key).or_default().insert(unit.to_string());
-        self.col
-            .entry(column.to_string())
-            .or_default()
-            .insert(unit.to_string());
-        self.all.insert(unit.to_string());
+impl Counts {
+    fn add(&mut self, level: i64, key: Vec<String>, column: String, units: u64) {
+        match level {
+            0 => {
+                self.cell.insert((key, column), units);
+            }
+            1 => {
+                self.row.insert(key, units);
+            }
+            2 => {
+                self.col.insert(column, units);
+            }
+            _ => self.all = units,
+        }
     }
 
-    fn into_raw(self) -> Raw {
+    fn into_raw(mut self, n: usize) -> Raw {
+        // A table of one dimension has one row, whose total is the grand total.
+        if n == 1 && !self.cell.is_empty() {
+            self.row.insert(Vec::new(), self.all);
+        }
         let row_keys = sorted(self.row.keys().cloned().collect());
         let columns: Vec<String> = sorted_labels(self.col.keys().cloned().collect());
         let cells = row_keys
@@ -239,19 +305,14 @@ impl Units {
             .map(|k| {
                 columns
                     .iter()
-                    .map(|c| {
-                        self.cell
-                            .get(&(k.clone(), c.clone()))
-                            .map(|s| s.len() as u64)
-                            .unwrap_or(0)
-                    })
+                    .map(|c| self.cell.get(&(k.clone(), c.clone())).copied().unwrap_or(0))
                     .collect()
             })
             .collect();
         Raw {
-            rows: row_keys.iter().map(|k| self.row[k].len() as u64).collect(),
-            cols: columns.iter().map(|c| self.col[c].len() as u64).collect(),
-            grand: self.all.len() as u64,
+            rows: row_keys.iter().map(|k| self.row[k]).collect(),
+            cols: columns.iter().map(|c| self.col[c]).collect(),
+            grand: self.all,
             row_keys,
             columns,
             cells,

@@ -8,6 +8,7 @@
 //! - [`partner_side`]: `tip pseudonymise`, pseudonymisation on the partner's premises.
 
 mod file;
+mod keys;
 mod load;
 mod parallel;
 mod partner_side;

@@ -14,6 +14,8 @@ use arrow::array::{Array, ArrayRef, BooleanArray, Date32Array, Int64Array, Strin
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
+use super::keys::KeyBook;
+pub(crate) use super::keys::KeySet;
 use super::{IngestError, Ingestor, Mode, Progress, Submission, parallel, sha256_file, today};
 use crate::config::Registry;
 use crate::mapping::Mapping;
@@ -36,6 +38,8 @@ pub(crate) struct FileJob {
     pub mode: Mode,
     pub submission_date: String,
     pub batch_rows: usize,
+    /// Keyed rows held in memory before they are sorted to disk (`ingest.keys_in_memory`).
+    pub keys_in_memory: usize,
     pub key_version: String,
     pub stage: Stage,
     pub prov: Provenance,
@@ -69,98 +73,6 @@ pub(crate) struct Spill {
     months: Vec<PathBuf>,
 }
 
-/// A record key (`k<alternative>_<32 hex digits>`) in 17 bytes.
-type Packed = ([u8; 16], u8);
-
-fn pack(key: &str) -> Option<Packed> {
-    let (alt, digits) = key.strip_prefix('k')?.split_once('_')?;
-    let mut h = [0u8; 16];
-    hex::decode_to_slice(digits, &mut h).ok()?;
-    Some((h, alt.parse().ok()?))
-}
-
-/// The unique keys of a submission, sorted, 17 bytes each: a file of millions of records
-/// keeps tens of megabytes of keys, not the text of each.
-#[derive(Debug, Default)]
-pub(crate) struct KeySet(Vec<Packed>);
-
-impl KeySet {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn contains(&self, key: &str) -> bool {
-        pack(key).is_some_and(|p| self.0.binary_search(&p).is_ok())
-    }
-
-    /// The keys as text (for short lists: a file's few keys make a prunable filter).
-    pub fn texts(&self) -> Vec<String> {
-        self.0
-            .iter()
-            .map(|(h, alt)| format!("k{alt}_{}", hex::encode(h)))
-            .collect()
-    }
-}
-
-/// Every keyed row seen, 24 bytes each: the key and the row (the alternative in its top byte).
-#[derive(Default)]
-struct KeyBook {
-    seen: Vec<([u8; 16], u64)>,
-    missing: Vec<u64>,
-}
-
-impl KeyBook {
-    fn add(&mut self, rows: &Int64Array, keys: &ArrayRef) -> Result<(), SourceError> {
-        let keys = keys.as_any().downcast_ref::<StringArray>();
-        for r in 0..rows.len() {
-            let row = rows.value(r) as u64;
-            match keys.filter(|k| k.is_valid(r)).map(|k| k.value(r)) {
-                None => self.missing.push(row),
-                Some(k) => {
-                    let (h, alt) =
-                        pack(k).ok_or_else(|| SourceError::Sink("malformed record key".into()))?;
-                    self.seen.push((h, u64::from(alt) << 56 | row));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The unique keys, the rows not taken, and the row problems for them.
-    fn finish(mut self, key_inputs: &str) -> (KeySet, HashSet<u64>, Vec<RowIssue>) {
-        let issue = |row: u64, reason| RowIssue {
-            row,
-            field: key_inputs.to_string(),
-            reason,
-        };
-        let mut issues: Vec<RowIssue> = self
-            .missing
-            .iter()
-            .map(|&r| issue(r, Reason::MissingKey))
-            .collect();
-        let mut excluded: HashSet<u64> = self.missing.iter().copied().collect();
-        let key = |e: &([u8; 16], u64)| (e.0, (e.1 >> 56) as u8);
-        self.seen.sort_unstable_by_key(key);
-        let mut keys = Vec::with_capacity(self.seen.len());
-        for group in self.seen.chunk_by(|a, b| key(a) == key(b)) {
-            if let [one] = group {
-                keys.push(key(one));
-                continue;
-            }
-            for e in group {
-                let row = e.1 & ((1 << 56) - 1);
-                excluded.insert(row);
-                issues.push(issue(row, Reason::DuplicateKey));
-            }
-        }
-        (KeySet(keys), excluded, issues)
-    }
-}
-
 /// What one raw batch became on a worker.
 struct Piece {
     issues: Vec<RowIssue>,
@@ -192,6 +104,7 @@ impl FileJob {
             mode: sub.mode.clone(),
             submission_date: today(),
             batch_rows: ing.config.ingest.batch_rows,
+            keys_in_memory: ing.config.ingest.keys_in_memory,
             key_version: ing.key_version(),
             prov,
             progress: sub.progress.clone(),
@@ -319,7 +232,10 @@ impl FileJob {
             _ => Some(SpillWriter::new(&self.file, self.record.stored_schema())?),
         };
         let (mut issues, mut imputed) = (Vec::new(), BTreeSet::new());
-        let (mut book, mut days) = (KeyBook::default(), DayRange::default());
+        let (mut book, mut days) = (
+            KeyBook::with_limit(self.keys_in_memory),
+            DayRange::default(),
+        );
         let consume = |p: Piece| -> Result<(), SourceError> {
             issues.extend(p.issues);
             days.merge(&p.days);
@@ -343,7 +259,7 @@ impl FileJob {
         )?;
         let spill = spill.map(SpillWriter::finish).transpose()?;
         self.refuse_other_keys(&issues)?;
-        let (keys, excluded, key_issues) = book.finish(self.stage.key_inputs());
+        let (keys, excluded, key_issues) = book.finish(self.stage.key_inputs())?;
         issues.extend(key_issues);
         issues.sort_by(|a, b| (a.row, &a.field).cmp(&(b.row, &b.field)));
         Ok(PassOne {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// A new directory under the system's temporary directory, mode 0700, deleted with its
 /// contents when dropped.
+#[derive(Debug)]
 pub struct Staging {
     dir: PathBuf,
 }

@@ -199,6 +199,12 @@ fn monthly_extract_is_protected_complete_and_reproducible() {
         "extract {month}: {rows} rows, {numbers} published, {small} <11, {withheld} x, {zeros} zeros"
     );
 
+    // Every count of each table is the number of distinct units of its cell or margin, as an
+    // independent count over the table's own SQL gives it, then protected.
+    for table in tables {
+        check_counts(&env, cfg, &month, table["name"].as_str().unwrap(), &csv);
+    }
+
     // No pseudonym, and no unit, in any file.
     for f in all_files(&out) {
         let t = texts(&f);
@@ -298,6 +304,95 @@ fn monthly_extract_is_protected_complete_and_reproducible() {
         std::fs::metadata(&shot).unwrap().len() > 10_000,
         "screenshot"
     );
+}
+
+/// The published counts of one table against the distinct units a plain count over the
+/// table's SQL finds per cell, row, column and in all: a rounded count is the true count
+/// rounded, a `<11` count is 1 to 10, a zero is zero. A unit in two cells of a row (a child
+/// with two forms of exploitation) counts once in the row's total.
+fn check_counts(env: &Env, cfg: &str, month: &str, table: &str, csv: &str) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let defs: toml::Value = toml::from_str(
+        &std::fs::read_to_string(repo().join("pipelines/extracts/regional-monthly.toml")).unwrap(),
+    )
+    .unwrap();
+    let def = defs["table"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"].as_str() == Some(table))
+        .unwrap();
+    let dims: Vec<String> = def["dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
+    let first = {
+        let (y, m) = month.split_once('-').unwrap();
+        let i = y.parse::<i32>().unwrap() * 12 + m.parse::<i32>().unwrap() - 1 - 11;
+        format!("{}-{:02}", i.div_euclid(12), i.rem_euclid(12) + 1)
+    };
+    let sql = def["sql"]
+        .as_str()
+        .unwrap()
+        .replace("{month}", month)
+        .replace("{first_month}", &first);
+    let cols: Vec<String> = dims
+        .iter()
+        .map(|d| format!("coalesce(CAST(\"{d}\" AS VARCHAR), 'unknown')"))
+        .collect();
+    let o = env.tip(&[
+        "--config",
+        cfg,
+        "query",
+        "--format",
+        "csv",
+        &format!(
+            "SELECT DISTINCT {}, CAST(unit AS VARCHAR) FROM ({sql}) WHERE unit IS NOT NULL",
+            cols.join(", ")
+        ),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let mut truth: BTreeMap<Vec<String>, BTreeSet<String>> = BTreeMap::new();
+    let n = dims.len();
+    for rec in csv::Reader::from_reader(text.as_bytes()).records() {
+        let rec = rec.unwrap();
+        let cats: Vec<&str> = (0..n).map(|i| &rec[i]).collect();
+        let unit = rec[n].to_string();
+        // The cell, its row total (all but the last category), its column total, the grand total.
+        let total = "Total";
+        let mut row: Vec<String> = cats[..n - 1].iter().map(|c| c.to_string()).collect();
+        row.push(total.into());
+        let mut col = vec![total.to_string(); n - 1];
+        col.push(cats[n - 1].to_string());
+        let cell: Vec<String> = cats.iter().map(|c| c.to_string()).collect();
+        for k in [cell, row, col, vec![total.to_string(); n]] {
+            truth.entry(k).or_default().insert(unit.clone());
+        }
+    }
+    let mut checked = 0;
+    for rec in csv::Reader::from_reader(csv.as_bytes()).records() {
+        let rec = rec.unwrap();
+        if &rec[0] != table {
+            continue;
+        }
+        let key: Vec<String> = (0..n).map(|i| rec[2 + 2 * i].to_string()).collect();
+        let want = truth.get(&key).map_or(0, |s| s.len() as u64);
+        match &rec[7] {
+            "x" => continue,
+            "<11" => assert!((1..=10).contains(&want), "{table} {key:?}: <11 for {want}"),
+            "0" => assert_eq!(want, 0, "{table} {key:?}"),
+            p => {
+                let p: u64 = p.parse().unwrap();
+                let rounded = (((want + 2) / 5) * 5).max(15);
+                assert_eq!(p, rounded, "{table} {key:?}: {p} published for {want}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 0, "{table}: no count checked");
 }
 
 #[test]

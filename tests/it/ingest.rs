@@ -510,9 +510,11 @@ fn case_row(i: usize, case_number: &str) -> String {
 
 /// A file read in batches of 7 rows, on every core, is one submission as a whole: every row is
 /// accepted or set aside exactly once, a key repeated in batches far apart sets both rows aside,
-/// months from every batch land, and the private staging of the rows is gone afterwards. A
-/// second file with more than 20 keys (matched as the partner's rows stream past, not by an IN
-/// list) replaces the records it holds and adds the rest.
+/// months from every batch land, and the private staging of the rows is gone afterwards. Its
+/// keys go to disk past 20 (sorted runs merged, the unique keys kept on disk), as a file of
+/// millions of rows does past `ingest.keys_in_memory`. A second file with more than 20 keys
+/// (matched as the partner's rows stream past, not by an IN list) replaces the records it
+/// holds and adds the rest.
 #[test]
 fn a_file_read_in_many_small_batches_on_every_core_is_one_submission() {
     let mut env = Env::new();
@@ -522,8 +524,9 @@ fn a_file_read_in_many_small_batches_on_every_core_is_one_submission() {
         .push(("TMPDIR".into(), tmp.to_str().unwrap().into()));
     let config = std::fs::read_to_string(repo().join("pipelines/tip.toml"))
         .unwrap()
-        .replace("batch_rows = 8192", "batch_rows = 7");
-    assert!(config.contains("batch_rows = 7"));
+        .replace("batch_rows = 8192", "batch_rows = 7")
+        .replace("keys_in_memory = 2097152", "keys_in_memory = 20");
+    assert!(config.contains("batch_rows = 7") && config.contains("keys_in_memory = 20"));
     let cfg = env.path("tip.toml");
     std::fs::write(&cfg, config).unwrap();
     let mut text = format!("{HEADER}\n");
