@@ -2,7 +2,7 @@
 //! agency or configured groupings that reported them in the period), counted per history and
 //! per stratum. The histories are small-count tables: they stay on the hub.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -52,12 +52,52 @@ pub struct Record<'a> {
     pub exploitation: &'a [&'a str],
 }
 
+/// One person as gathered: bits of the lists, the genders and the forms of exploitation their
+/// records name (each label once per capture, in [`Labels`]): 32 bytes a person beside the id.
 #[derive(Default)]
 struct Person {
     lists: u64,
     minor: Option<bool>,
-    sexes: BTreeSet<String>,
-    exploitation: BTreeSet<String>,
+    sexes: u64,
+    exploitation: u64,
+}
+
+/// The labels of one kind (genders, forms of exploitation) a capture has seen, each a bit.
+#[derive(Default)]
+struct Labels {
+    names: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Labels {
+    /// The bit of `label`; labels past the 63rd share the last bit, read back as `unknown`
+    /// (code lists have a dozen values: it never happens with validated data).
+    fn bit(&mut self, label: &str) -> u64 {
+        let i = match self.index.get(label) {
+            Some(&i) => i,
+            None if self.names.len() < 63 => {
+                self.names.push(label.to_string());
+                let i = self.names.len() as u32 - 1;
+                self.index.insert(label.to_string(), i);
+                i
+            }
+            None => 63,
+        };
+        1 << i
+    }
+
+    /// The labels of the bits set in `mask`.
+    fn of(&self, mask: u64) -> Vec<String> {
+        (0..64)
+            .filter(|i| mask >> i & 1 == 1)
+            .map(|i| {
+                self.names
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into())
+            })
+            .collect()
+    }
 }
 
 /// Records gathered into capture histories.
@@ -65,7 +105,9 @@ struct Person {
 pub struct Capture {
     names: Vec<String>,
     index: HashMap<String, usize>,
-    people: HashMap<String, Person>,
+    people: HashMap<Box<str>, Person>,
+    sexes: Labels,
+    exploitation: Labels,
     /// Records read.
     pub records: u64,
     /// Records with no `person_id` (no name or birth date): they cannot be placed.
@@ -103,18 +145,26 @@ impl Capture {
                 self.names.len() - 1
             }
         };
-        let p = self.people.entry(pid.to_string()).or_default();
+        let sex = r
+            .sex
+            .filter(|s| !s.is_empty() && *s != "unknown")
+            .map_or(0, |s| self.sexes.bit(s));
+        let exploitation = r
+            .exploitation
+            .iter()
+            .fold(0, |m, e| m | self.exploitation.bit(e));
+        let p = match self.people.get_mut(pid) {
+            Some(p) => p,
+            None => self.people.entry(pid.into()).or_default(),
+        };
         p.lists |= 1 << k;
         p.minor = match (p.minor, r.minor) {
             (Some(true), _) | (_, Some(true)) => Some(true),
             (Some(false), _) | (_, Some(false)) => Some(false),
             _ => None,
         };
-        if let Some(s) = r.sex.filter(|s| !s.is_empty() && *s != "unknown") {
-            p.sexes.insert(s.to_string());
-        }
-        p.exploitation
-            .extend(r.exploitation.iter().map(|s| s.to_string()));
+        p.sexes |= sex;
+        p.exploitation |= exploitation;
     }
 
     /// Distinct persons placed on a list.
@@ -161,7 +211,7 @@ impl Capture {
             let mask = (0..self.names.len())
                 .filter(|k| p.lists >> k & 1 == 1)
                 .fold(0u32, |m, k| m | to_sorted[k]);
-            for key in strata_of(p, by) {
+            for key in self.strata_of(p, by) {
                 *counts.entry(key).or_default().entry(mask).or_default() += 1;
             }
         }
@@ -189,39 +239,45 @@ fn too_many(n: usize) -> EstimateError {
     ))
 }
 
-/// Every stratum key a person belongs to.
-fn strata_of(p: &Person, by: &[Stratum]) -> Vec<Vec<String>> {
-    let mut keys: Vec<Vec<String>> = vec![vec![]];
-    for s in by {
-        let values: Vec<String> = match s {
-            Stratum::Minor => vec![
-                match p.minor {
-                    Some(true) => "minor",
-                    Some(false) => "adult",
-                    None => "unknown",
+impl Capture {
+    /// Every stratum key a person belongs to.
+    fn strata_of(&self, p: &Person, by: &[Stratum]) -> Vec<Vec<String>> {
+        let mut keys: Vec<Vec<String>> = vec![vec![]];
+        for s in by {
+            let values: Vec<String> = match s {
+                Stratum::Minor => vec![
+                    match p.minor {
+                        Some(true) => "minor",
+                        Some(false) => "adult",
+                        None => "unknown",
+                    }
+                    .to_string(),
+                ],
+                Stratum::Sex => match self.sexes.of(p.sexes).as_slice() {
+                    [one] => vec![one.clone()],
+                    _ => vec!["unknown".to_string()],
+                },
+                Stratum::Exploitation if p.exploitation == 0 => vec!["unknown".to_string()],
+                Stratum::Exploitation => {
+                    let mut v = self.exploitation.of(p.exploitation);
+                    v.sort();
+                    v.dedup();
+                    v
                 }
-                .to_string(),
-            ],
-            Stratum::Sex => vec![if p.sexes.len() == 1 {
-                p.sexes.iter().next().cloned().unwrap_or_default()
-            } else {
-                "unknown".to_string()
-            }],
-            Stratum::Exploitation if p.exploitation.is_empty() => vec!["unknown".to_string()],
-            Stratum::Exploitation => p.exploitation.iter().cloned().collect(),
-        };
-        keys = keys
-            .into_iter()
-            .flat_map(|k| {
-                values.iter().map(move |v| {
-                    let mut k = k.clone();
-                    k.push(v.clone());
-                    k
+            };
+            keys = keys
+                .into_iter()
+                .flat_map(|k| {
+                    values.iter().map(move |v| {
+                        let mut k = k.clone();
+                        k.push(v.clone());
+                        k
+                    })
                 })
-            })
-            .collect();
+                .collect();
+        }
+        keys
     }
-    keys
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ pub mod capture;
 pub mod model;
 mod stats;
 
-use rand::RngExt;
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use serde::Serialize;
@@ -128,9 +127,9 @@ impl Histories {
     }
 }
 
-/// The most people a capture-history table may hold (the bootstrap draws each of them a
-/// thousand times; published analyses have at most tens of thousands).
-pub const MAX_PEOPLE: u64 = 1_000_000;
+/// The most people a capture-history table may hold: far past any population (the bootstrap
+/// draws each resample's histories, not each person), but a bound on counts read from a file.
+pub const MAX_PEOPLE: u64 = 1_000_000_000;
 
 impl Histories {
     fn check_size(self, bad: impl Fn(String) -> EstimateError) -> Result<Histories, EstimateError> {
@@ -364,24 +363,11 @@ fn caveats(t: &Table, kept: &[usize], h: &Histories) -> Vec<String> {
 /// people, and the delete-one jackknife for the acceleration.
 fn bootstrap_intervals(h: &Histories, rows: &[(u32, f64)], o: &Options, e: &mut Estimate) {
     let lists = h.lists.len();
-    let total = h.observed() as usize;
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
-    let cumulative: Vec<f64> = rows
-        .iter()
-        .scan(0.0, |s, r| {
-            *s += r.1;
-            Some(*s)
-        })
-        .collect();
     let mut boots = Vec::with_capacity(o.bootstrap);
     let mut failed = 0;
     for _ in 0..o.bootstrap {
-        let mut counts = vec![0.0; rows.len()];
-        for _ in 0..total {
-            let u = rng.random_range(0.0..total as f64);
-            let k = cumulative.partition_point(|&c| c <= u).min(rows.len() - 1);
-            counts[k] += 1.0;
-        }
+        let counts = resample(rows, h.observed(), &mut rng);
         let resample: Vec<(u32, f64)> = rows.iter().zip(&counts).map(|(r, &n)| (r.0, n)).collect();
         match point(lists, &resample, o) {
             Some(v) if v.is_finite() => boots.push(v),
@@ -411,6 +397,32 @@ fn bootstrap_intervals(h: &Histories, rows: &[(u32, f64)], o: &Options, e: &mut 
             "every bootstrap estimate fell on one side of the estimate: no BCa interval".into(),
         ),
     }
+}
+
+/// One multinomial resample of `total` people over the histories (`rows`: history, people):
+/// what drawing `total` people with replacement gives, drawn as one binomial per history
+/// (each given what the histories before it took), so a resample costs the same for a
+/// hundred people or a million.
+fn resample(rows: &[(u32, f64)], total: u64, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    use rand_distr::{Binomial, Distribution};
+    let mut counts = vec![0.0; rows.len()];
+    let last = rows.iter().rposition(|r| r.1 > 0.0);
+    let (mut left, mut mass) = (total, rows.iter().map(|r| r.1).sum::<f64>());
+    for (k, r) in rows.iter().enumerate() {
+        if left == 0 || r.1 <= 0.0 {
+            continue;
+        }
+        let n = match Some(k) == last {
+            true => left,
+            false => Binomial::new(left, (r.1 / mass).clamp(0.0, 1.0))
+                .map(|b| b.sample(rng))
+                .unwrap_or(0),
+        };
+        counts[k] = n as f64;
+        left -= n.min(left);
+        mass -= r.1;
+    }
+    counts
 }
 
 /// The BCa acceleration â from the delete-one jackknife: the estimate with one person fewer of
@@ -484,4 +496,46 @@ pub fn bca(point: f64, boots: &mut [f64], a: f64, levels: &[f64]) -> Option<(f64
         })
         .collect();
     Some((z0, intervals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resample keeps every person (the counts add up to the people observed), draws no
+    /// one into a history no one has, and its counts average out at the observed shares, as
+    /// drawing each person with replacement would.
+    #[test]
+    fn a_resample_draws_the_observed_people_over_their_histories() {
+        let rows = [
+            (1u32, 600_000.0),
+            (2, 0.0),
+            (3, 300_000.0),
+            (5, 99_990.0),
+            (7, 10.0),
+        ];
+        let total = 1_000_000u64;
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut sums = [0.0; 5];
+        let draws = 200;
+        for _ in 0..draws {
+            let c = resample(&rows, total, &mut rng);
+            assert_eq!(c.iter().sum::<f64>(), total as f64);
+            assert_eq!(c[1], 0.0);
+            for (s, v) in sums.iter_mut().zip(&c) {
+                *s += v;
+            }
+        }
+        for (r, s) in rows.iter().zip(sums) {
+            let mean = s / draws as f64;
+            // The standard error of a mean of 200 binomial counts: sqrt(n p (1 - p) / 200).
+            let p = r.1 / total as f64;
+            let se = (total as f64 * p * (1.0 - p) / draws as f64).sqrt();
+            assert!((mean - r.1).abs() <= 5.0 * se + 1e-9, "{r:?}: mean {mean}");
+        }
+        // The same seed draws the same resample.
+        let a = resample(&rows, total, &mut ChaCha8Rng::seed_from_u64(1));
+        let b = resample(&rows, total, &mut ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(a, b);
+    }
 }

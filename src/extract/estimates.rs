@@ -130,16 +130,12 @@ async fn build_one(
             to,
             country: None,
         };
-        let region = capture::gather(session, registry, groupings, &sel)
+        // One read of the year's cases: the region and each reporting country with cases.
+        let (region, countries) = capture::gather_split(session, registry, groupings, &sel, true)
             .await
             .map_err(qerr)?;
-        let mut countries = capture::countries(session, &sel).await.map_err(qerr)?;
-        countries.sort();
-        for c in countries {
+        for (c, g) in countries {
             sel.country = Some(c.clone());
-            let g = capture::gather(session, registry, groupings, &sel)
-                .await
-                .map_err(qerr)?;
             rows.push(row(&sel, &g, e, &o, &def.disclosure, &c));
         }
         sel.country = None;

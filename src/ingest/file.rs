@@ -172,10 +172,17 @@ impl Commit<'_> {
     ) -> Result<(), IngestError> {
         let record = &self.job.record;
         let country = &self.job.prov.reporting_country;
+        let staged = |e: std::io::Error| IngestError::File {
+            file: self.job.file.clone(),
+            message: format!(
+                "cannot read the staged record keys ({}); nothing was committed",
+                e.kind()
+            ),
+        };
         // A few keys make a filter that skips files by their statistics; many are matched as
         // the partner's rows stream past.
         let few = match one.keys.len() {
-            0..=20 => one.keys.texts(),
+            0..=20 => one.keys.texts().map_err(staged)?,
             _ => Vec::new(),
         };
         let snapshot = self.sub.mode.period().map(|p| p.bounds());
@@ -203,8 +210,9 @@ impl Commit<'_> {
         // commit for the partner). Otherwise it replaces the rows of every key it sends, as a
         // rival commit of the same keys would conflict with it.
         let held = read.rows.keys().any(|k| one.keys.contains(k));
+        one.keys.check().map_err(staged)?;
         let sent = match held || snapshot.is_some() || self.sub.mode == Mode::Withdraw {
-            true if few.is_empty() => one.keys.texts(),
+            true if few.is_empty() => one.keys.texts().map_err(staged)?,
             true => few.clone(),
             false => Vec::new(),
         };

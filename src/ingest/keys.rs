@@ -37,6 +37,8 @@ const BLOCK: usize = 256;
 pub(crate) struct KeySet {
     memory: Vec<Packed>,
     disk: Option<DiskKeys>,
+    /// A read of the key file failed: [`KeySet::check`] says so, and nothing is committed.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -57,19 +59,32 @@ impl KeySet {
         self.len() == 0
     }
 
+    /// Whether `key` is one of the set's. A failed read of the key file answers false and is
+    /// remembered: [`KeySet::check`] then fails, before anything is committed.
     pub fn contains(&self, key: &str) -> bool {
         let Some(p) = pack(key) else { return false };
         match &self.disk {
             None => self.memory.binary_search(&p).is_ok(),
-            Some(d) => d.contains(&p).unwrap_or(false),
+            Some(d) => d.contains(&p).unwrap_or_else(|_| {
+                self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                false
+            }),
+        }
+    }
+
+    /// Every lookup so far read the key file.
+    pub fn check(&self) -> std::io::Result<()> {
+        match self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+            true => Err(std::io::Error::other("a read of the staged keys failed")),
+            false => Ok(()),
         }
     }
 
     /// The keys as text, in order. For a replacing commit, which names every key it sends.
-    pub fn texts(&self) -> Vec<String> {
+    pub fn texts(&self) -> std::io::Result<Vec<String>> {
         match &self.disk {
-            None => self.memory.iter().map(text).collect(),
-            Some(d) => d.all().unwrap_or_default().iter().map(text).collect(),
+            None => Ok(self.memory.iter().map(text).collect()),
+            Some(d) => Ok(d.all()?.iter().map(text).collect()),
         }
     }
 }
@@ -110,13 +125,16 @@ fn unpack17(c: &[u8]) -> Packed {
 struct KeySetWriter {
     limit: usize,
     memory: Vec<Packed>,
-    disk: Option<(
-        Staging,
-        BufWriter<std::fs::File>,
-        PathBuf,
-        Vec<Packed>,
-        usize,
-    )>,
+    disk: Option<KeyFile>,
+}
+
+/// The key file being written: its staging directory, path, index and length so far.
+struct KeyFile {
+    dir: Staging,
+    out: BufWriter<std::fs::File>,
+    path: PathBuf,
+    index: Vec<Packed>,
+    len: usize,
 }
 
 impl KeySetWriter {
@@ -133,42 +151,55 @@ impl KeySetWriter {
             let dir = Staging::new()?;
             let path = dir.path().join("keys");
             let out = BufWriter::with_capacity(1 << 16, std::fs::File::create(&path)?);
-            self.disk = Some((dir, out, path, Vec::new(), 0));
+            self.disk = Some(KeyFile {
+                dir,
+                out,
+                path,
+                index: Vec::new(),
+                len: 0,
+            });
             for q in std::mem::take(&mut self.memory) {
                 self.push(q)?;
             }
         }
         match &mut self.disk {
             None => self.memory.push(p),
-            Some((_, out, _, index, len)) => {
-                if *len % BLOCK == 0 {
-                    index.push(p);
+            Some(f) => {
+                if f.len.is_multiple_of(BLOCK) {
+                    f.index.push(p);
                 }
-                out.write_all(&p.0)?;
-                out.write_all(&[p.1])?;
-                *len += 1;
+                f.out.write_all(&p.0)?;
+                f.out.write_all(&[p.1])?;
+                f.len += 1;
             }
         }
         Ok(())
     }
 
     fn finish(self) -> std::io::Result<KeySet> {
-        let Some((dir, out, path, index, len)) = self.disk else {
+        let Some(KeyFile {
+            dir,
+            out,
+            path,
+            index,
+            len,
+        }) = self.disk
+        else {
             return Ok(KeySet {
                 memory: self.memory,
-                disk: None,
+                ..KeySet::default()
             });
         };
         out.into_inner().map_err(|e| e.into_error())?;
         let file = std::fs::File::open(path)?;
         Ok(KeySet {
-            memory: Vec::new(),
             disk: Some(DiskKeys {
                 _dir: dir,
                 file,
                 len,
                 index,
             }),
+            ..KeySet::default()
         })
     }
 }
@@ -397,8 +428,9 @@ mod tests {
         );
         assert!(!set.contains(&key(998, 0)), "a duplicated key is not taken");
         assert!(!set.contains(&key(n as u64 + 5, 1)));
-        let texts = set.texts();
+        let texts = set.texts().unwrap();
         assert_eq!(texts.len(), set.len());
         assert!(texts.windows(2).all(|w| pack(&w[0]) < pack(&w[1])));
+        set.check().unwrap();
     }
 }

@@ -44,32 +44,6 @@ fn month_ok(m: &str) -> bool {
             .all(|(i, c)| i == 4 || c.is_ascii_digit())
 }
 
-/// The reporting countries with cases in the selection's period.
-pub async fn countries(session: &Session, sel: &Selection) -> Result<Vec<String>, QueryError> {
-    if !month_ok(&sel.from) || !month_ok(&sel.to) {
-        return Err(QueryError::Refused(
-            "a period is given as YYYY-MM months".into(),
-        ));
-    }
-    let sql = format!(
-        "SELECT DISTINCT reporting_country FROM cases \
-         WHERE period >= '{}' AND period <= '{}' AND reporting_country IS NOT NULL",
-        sel.from, sel.to
-    );
-    let mut out = vec![];
-    for b in session.run_trusted(&sql).await? {
-        let a = arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(sql_err)?;
-        if let Some(s) = a.as_any().downcast_ref::<StringArray>() {
-            out.extend(
-                (0..s.len())
-                    .filter(|&i| !s.is_null(i))
-                    .map(|i| s.value(i).to_string()),
-            );
-        }
-    }
-    Ok(out)
-}
-
 /// Reads the selection's cases and gathers them (`to_list` from the registry and config).
 pub async fn gather(
     session: &Session,
@@ -77,6 +51,21 @@ pub async fn gather(
     groupings: &EstimateConfig,
     sel: &Selection,
 ) -> Result<Gathered, QueryError> {
+    Ok(gather_split(session, registry, groupings, sel, false)
+        .await?
+        .0)
+}
+
+/// Reads the selection's cases once and gathers them as a whole and, when `split`, for each
+/// reporting country apart (each country with cases in the selection, in order): what an
+/// extract's estimates per country and for the region need, in one read.
+pub async fn gather_split(
+    session: &Session,
+    registry: &Registry,
+    groupings: &EstimateConfig,
+    sel: &Selection,
+    split: bool,
+) -> Result<(Gathered, BTreeMap<String, Gathered>), QueryError> {
     let refuse = |m: String| QueryError::Refused(m);
     if !month_ok(&sel.from) || !month_ok(&sel.to) {
         return Err(refuse("a period is given as YYYY-MM months".into()));
@@ -103,22 +92,75 @@ pub async fn gather(
     };
     let sql = format!(
         "SELECT person_id, partner, CAST(is_minor AS VARCHAR), gender, \
-         array_to_string(exploitation, ';'), status FROM cases \
+         array_to_string(exploitation, ';'), status, reporting_country FROM cases \
          WHERE period >= '{}' AND period <= '{}'{country}",
         sel.from, sel.to
     );
     let (ctx, limits) = (session.ctx.clone(), session.limits);
     let plan = async move { ctx.sql(&sql).await.map_err(super::answer::Stop::Engine) };
     let mut answer = Answer::start(plan, limits).await?;
-    let org = |id: &str| registry.organisations.iter().find(|o| o.org_id == id);
-    let mut list_of: HashMap<String, Option<String>> = HashMap::new();
-    let mut g = Gathered {
+    let mut gatherer = Gatherer::new(registry, groupings, sel, split);
+    while let Some(b) = answer.next().await {
+        gatherer.batch(&b?)?;
+    }
+    Ok((gatherer.all, gatherer.countries))
+}
+
+fn new_gathered() -> Gathered {
+    Gathered {
         capture: Capture::default(),
         not_victims: 0,
-    };
-    while let Some(b) = answer.next().await {
-        let b = b?;
-        let cols: Vec<StringArray> = (0..6)
+    }
+}
+
+/// The list a partner's records put their persons on (None: on no list).
+fn list_of(
+    registry: &Registry,
+    groupings: &EstimateConfig,
+    lists: &str,
+    partner: &str,
+) -> Option<String> {
+    let org = registry.organisations.iter().find(|o| o.org_id == partner);
+    match lists {
+        "partner" => Some(partner.to_string()),
+        "org_type" => org.map(|o| o.org_type.clone()),
+        name => org
+            .and_then(|o| groupings.list_of(name, o))
+            .map(str::to_string),
+    }
+}
+
+/// The cases read so far, gathered into persons and lists.
+struct Gatherer<'a> {
+    registry: &'a Registry,
+    groupings: &'a EstimateConfig,
+    sel: &'a Selection,
+    split: bool,
+    list_of: HashMap<String, Option<String>>,
+    all: Gathered,
+    countries: BTreeMap<String, Gathered>,
+}
+
+impl<'a> Gatherer<'a> {
+    fn new(
+        registry: &'a Registry,
+        groupings: &'a EstimateConfig,
+        sel: &'a Selection,
+        split: bool,
+    ) -> Gatherer<'a> {
+        Gatherer {
+            registry,
+            groupings,
+            sel,
+            split,
+            list_of: HashMap::new(),
+            all: new_gathered(),
+            countries: BTreeMap::new(),
+        }
+    }
+
+    fn batch(&mut self, b: &arrow::record_batch::RecordBatch) -> Result<(), QueryError> {
+        let cols: Vec<StringArray> = (0..7)
             .map(|i| {
                 arrow::compute::cast(b.column(i), &DataType::Utf8)
                     .ok()
@@ -128,34 +170,45 @@ pub async fn gather(
             .collect::<Result<_, _>>()?;
         let text = |c: usize, r: usize| (!cols[c].is_null(r)).then(|| cols[c].value(r));
         for r in 0..b.num_rows() {
+            let country = match self.split {
+                true => text(6, r).map(|c| {
+                    if !self.countries.contains_key(c) {
+                        self.countries.insert(c.to_string(), new_gathered());
+                    }
+                    c
+                }),
+                false => None,
+            };
             if text(5, r) == Some("not_victim") {
-                g.not_victims += 1;
+                self.all.not_victims += 1;
+                if let Some(g) = country.and_then(|c| self.countries.get_mut(c)) {
+                    g.not_victims += 1;
+                }
                 continue;
             }
             let partner = text(1, r).unwrap_or_default();
-            let list =
-                list_of
-                    .entry(partner.to_string())
-                    .or_insert_with(|| match sel.lists.as_str() {
-                        "partner" => Some(partner.to_string()),
-                        "org_type" => org(partner).map(|o| o.org_type.clone()),
-                        name => org(partner)
-                            .and_then(|o| groupings.list_of(name, o))
-                            .map(str::to_string),
-                    });
+            if !self.list_of.contains_key(partner) {
+                let list = list_of(self.registry, self.groupings, &self.sel.lists, partner);
+                self.list_of.insert(partner.to_string(), list);
+            }
+            let list = self.list_of.get(partner).and_then(|l| l.as_deref());
             let ex: Vec<&str> = text(4, r)
                 .map(|s| s.split(';').filter(|v| !v.is_empty()).collect())
                 .unwrap_or_default();
-            g.capture.add(&Record {
+            let record = Record {
                 person_id: text(0, r),
-                list: list.as_deref(),
+                list,
                 minor: text(2, r).map(|v| v == "true"),
                 sex: text(3, r),
                 exploitation: &ex,
-            });
+            };
+            self.all.capture.add(&record);
+            if let Some(g) = country.and_then(|c| self.countries.get_mut(c)) {
+                g.capture.add(&record);
+            }
         }
+        Ok(())
     }
-    Ok(g)
 }
 
 /// The estimate of one stratum, or why there is none.

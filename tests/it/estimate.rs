@@ -199,7 +199,7 @@ fn tip_estimate_on_the_command_line() {
     std::fs::write(&huge, "A,B,count\n1,0,18446744073709551615\n1,1,5\n0,1,3\n").unwrap();
     let o = env.tip(&["estimate", "--histories", huge.to_str().unwrap()]);
     assert!(
-        stderr(&o).contains("more than 1000000 people"),
+        stderr(&o).contains("more than 1000000000 people"),
         "{}",
         stderr(&o)
     );
