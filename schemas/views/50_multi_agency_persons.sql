@@ -11,7 +11,7 @@ WITH sources AS (
 ), known AS (
   SELECT s.person_id,
          array_sort(array_distinct(array_agg(s.partner))) AS partner_ids,
-         array_sort(array_distinct(array_agg(s.reporting_country))) AS countries,
+         array_sort(array_distinct(array_agg(s.reporting_country) FILTER (WHERE s.reporting_country IS NOT NULL))) AS countries,
          array_sort(array_distinct(array_agg(o.type))) AS agency_types
   FROM sources s
   JOIN organisations o ON o.org_id = s.partner

@@ -237,8 +237,12 @@ fn count_sql(t: &TableDef, fill: &dyn Fn(&str) -> String) -> String {
             .filter(|&i| keep[i])
             .map(|i| dims[i].as_str())
             .collect();
-        let shown: Vec<&str> = (0..n)
-            .map(|i| if keep[i] { dims[i].as_str() } else { none })
+        // Every column named in every branch: the union's columns never depend on the first.
+        let shown: Vec<String> = (0..n)
+            .map(|i| match keep[i] {
+                true => dims[i].clone(),
+                false => format!("{none} AS {}", dims[i]),
+            })
             .collect();
         let mut distinct = kept.clone();
         distinct.push("unit");

@@ -223,8 +223,13 @@ pub(crate) struct KeyBook {
     seen: Vec<Entry>,
     missing: Vec<u64>,
     runs: Vec<PathBuf>,
+    /// Merged runs written so far (their file names).
+    merged: usize,
     dir: Option<Staging>,
 }
+
+/// Runs on disk at most: past it they are merged into one.
+const MAX_RUNS: usize = 64;
 
 /// What a book learned: the unique keys, the rows not taken, and the row problems for them.
 pub(crate) type Finished = (KeySet, HashSet<u64>, Vec<RowIssue>);
@@ -236,6 +241,7 @@ impl KeyBook {
             seen: Vec::new(),
             missing: Vec::new(),
             runs: Vec::new(),
+            merged: 0,
             dir: None,
         }
     }
@@ -275,6 +281,27 @@ impl KeyBook {
         out.into_inner().map_err(|e| e.into_error())?;
         self.seen = Vec::new();
         self.runs.push(path);
+        if self.runs.len() >= MAX_RUNS {
+            self.merge_runs()?;
+        }
+        Ok(())
+    }
+
+    /// Merges every run into one (duplicates kept), so the final merge never opens more than
+    /// [`MAX_RUNS`] files however small the limit is.
+    fn merge_runs(&mut self) -> std::io::Result<()> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let path = dir.path().join(format!("merged-{}", self.merged));
+        self.merged += 1;
+        let mut out = BufWriter::with_capacity(1 << 16, std::fs::File::create(&path)?);
+        merge(&self.runs, &mut |e: Entry| {
+            out.write_all(&e.0)?;
+            out.write_all(&e.1.to_le_bytes())
+        })?;
+        out.into_inner().map_err(|e| e.into_error())?;
+        for run in std::mem::replace(&mut self.runs, vec![path]) {
+            std::fs::remove_file(run)?;
+        }
         Ok(())
     }
 
@@ -410,6 +437,18 @@ mod tests {
             book.add(&r, &k).unwrap();
         }
         assert!(book.runs.len() >= 2, "the book spilled runs");
+        // A tiny limit spills a run per batch: past 64 runs they are merged, and the result
+        // is the same.
+        let mut tiny = KeyBook::with_limit(1);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+            let r = Int64Array::from(chunk.iter().map(|&i| rows[i]).collect::<Vec<_>>());
+            let k: ArrayRef = std::sync::Arc::new(StringArray::from(
+                chunk.iter().map(|&i| keys[i].clone()).collect::<Vec<_>>(),
+            ));
+            tiny.add(&r, &k).unwrap();
+        }
+        assert!(tiny.merged > 0 && tiny.runs.len() < MAX_RUNS);
+        let (tiny_set, tiny_excluded, _) = tiny.finish("case_number").unwrap();
         let (set, excluded, issues) = book.finish("case_number").unwrap();
         assert!(set.disk.is_some(), "the key set is on disk");
         let missing = (0..n as u64).filter(|r| r % 777 == 0).count();
@@ -432,5 +471,7 @@ mod tests {
         assert_eq!(texts.len(), set.len());
         assert!(texts.windows(2).all(|w| pack(&w[0]) < pack(&w[1])));
         set.check().unwrap();
+        assert_eq!(tiny_excluded, excluded);
+        assert_eq!(tiny_set.texts().unwrap(), texts);
     }
 }
