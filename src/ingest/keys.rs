@@ -428,25 +428,23 @@ mod tests {
             };
             keys.push(k);
         }
-        let mut book = KeyBook::with_limit(20_000);
-        for chunk in (0..n).collect::<Vec<_>>().chunks(8192) {
-            let r = Int64Array::from(chunk.iter().map(|&i| rows[i]).collect::<Vec<_>>());
-            let k: ArrayRef = std::sync::Arc::new(StringArray::from(
-                chunk.iter().map(|&i| keys[i].clone()).collect::<Vec<_>>(),
-            ));
-            book.add(&r, &k).unwrap();
-        }
+        // A book of every row, handed over in batches of `batch` rows.
+        let fill = |limit: usize, batch: usize| {
+            let mut book = KeyBook::with_limit(limit);
+            for chunk in (0..n).collect::<Vec<_>>().chunks(batch) {
+                let r = Int64Array::from(chunk.iter().map(|&i| rows[i]).collect::<Vec<_>>());
+                let k: ArrayRef = std::sync::Arc::new(StringArray::from(
+                    chunk.iter().map(|&i| keys[i].clone()).collect::<Vec<_>>(),
+                ));
+                book.add(&r, &k).unwrap();
+            }
+            book
+        };
+        let book = fill(20_000, 8192);
         assert!(book.runs.len() >= 2, "the book spilled runs");
         // A tiny limit spills a run per batch: past 64 runs they are merged, and the result
         // is the same.
-        let mut tiny = KeyBook::with_limit(1);
-        for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-            let r = Int64Array::from(chunk.iter().map(|&i| rows[i]).collect::<Vec<_>>());
-            let k: ArrayRef = std::sync::Arc::new(StringArray::from(
-                chunk.iter().map(|&i| keys[i].clone()).collect::<Vec<_>>(),
-            ));
-            tiny.add(&r, &k).unwrap();
-        }
+        let tiny = fill(1, 500);
         assert!(tiny.merged > 0 && tiny.runs.len() < MAX_RUNS);
         let (tiny_set, tiny_excluded, _) = tiny.finish("case_number").unwrap();
         let (set, excluded, issues) = book.finish("case_number").unwrap();
