@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tip's benchmark harness: where tip stands against DuckDB doing the same jobs, in one run.
 
-    python3 bench/run.py            # the full run (about 25 minutes on two cores)
+    python3 bench/run.py            # the full run (about 35 minutes on two cores)
     python3 bench/run.py --quick    # small inputs, a few minutes: checks the harness itself
 
 Builds `tip` in release mode (unless TIP_BIN names a binary), installs the DuckDB Python package
@@ -11,7 +11,8 @@ when it is missing, then measures, each in the same run on the same machine:
    pseudonymise) against DuckDB reading the same CSV, SHA-256-hashing the same identifier fields
    after lower-casing and stripping accents, and writing zstd Parquet partitioned the same way;
    and against a plain DuckDB CSV -> Parquet conversion with no hashing (the floor). Rows/s,
-   ratios and the peak RSS of each process.
+   ratios and the peak RSS of each process. Then `tip load` alone of a 40 M-row register
+   (5.2 GiB, --big-rows): its time and peak RSS, which must not grow with the input.
 2. queries: `tip generate` partner files, `tip ingest` them into a lake, `tip export` it; then
    every analyst view and every README question, tip against DuckDB on the exported Parquet
    (the views written independently in DuckDB SQL, tests/duckdb/views.py), per query and the
@@ -155,6 +156,41 @@ def bench_ingest(tip, work, sizes, rows_out):
         print(f"ingest {n:>9} rows: tip {t:.1f} s, DuckDB hashed {d:.1f} s, plain {p:.1f} s", file=sys.stderr)
 
 
+def big_cases(work, rows):
+    """A register of `rows` rows (a multiple of 5 M): copies of the 5 M one, each copy's case
+    numbers made distinct (EE-... becomes E1-..., E2-...), written with a stream copy."""
+    base = os.path.join(work, "cases-5000000.csv")
+    if not os.path.exists(base):
+        make_cases(base, 5000000)
+    path = os.path.join(work, f"cases-{rows}.csv")
+    if os.path.exists(path):
+        return path
+    with open(base, "rb") as src, open(path + ".part", "wb") as out:
+        header = src.readline()
+        out.write(header)
+        for copy in range(1, rows // 5000000 + 1):
+            src.seek(len(header))
+            prefix = f"E{copy}-".encode()
+            for chunk in iter(lambda: src.readlines(1 << 24), []):
+                out.write(b"".join(prefix + line[3:] for line in chunk))
+    os.replace(path + ".part", path)
+    return path
+
+
+def bench_big(tip, work, rows, out):
+    """`tip load` of one big register, tip alone: does its peak RSS stay flat?"""
+    key = os.path.join(work, "bench.key")
+    if not os.path.exists(key):
+        sh([tip, "key", "new", key])
+    csv = big_cases(work, rows)
+    lake = os.path.join(work, "lake-big")
+    shutil.rmtree(lake, ignore_errors=True)
+    t, rss = sh([tip, "--lake", lake, "--key-file", key, "load", "--partner", PARTNER, "--type", "case", csv], cwd=ROOT)
+    shutil.rmtree(lake, ignore_errors=True)
+    out.update(rows=rows, gib=os.path.getsize(csv) / 2**30, tip=(t, rss))
+    print(f"big load {rows} rows: {t:.1f} s, peak RSS {rss:.0f} MiB", file=sys.stderr)
+
+
 # --------------------------------------------------------------------------------------- queries
 
 def tip_lake_dir(work, gen):
@@ -270,7 +306,7 @@ def machine():
             f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
 
 
-def report(ingest, q):
+def report(ingest, q, big=None):
     out = [f"Machine: {machine()}", ""]
     if ingest:
         out += ["### Ingest: canonical case CSV (case number, names, birth date, document to pseudonymise)", "",
@@ -281,6 +317,10 @@ def report(ingest, q):
             n = r["rows"]
             out.append(f"| {n:,} | {r['mib']:.0f} | {t:.1f} s | {n / t:,.0f} | {tr:.0f} MiB | {d:.1f} s | {n / d:,.0f} | {dr:.0f} MiB | {p:.1f} s | {pr:.0f} MiB | {d / t:.2f}× | {t / p:.2f}× |")
         out.append("")
+    if big:
+        (t, rss), n = big["tip"], big["rows"]
+        out += [f"Big load: `tip load` of a {big['gib']:.1f} GiB register of {n:,} rows (copies of the 5 M one, case numbers made distinct): "
+                f"{t:.1f} s ({n / t:,.0f} rows/s), peak RSS {rss:.0f} MiB.", ""]
     if q.get("failed"):
         out += ["### Queries", "", f"Not measured: a step before the queries failed: {q['failed']}", ""]
     elif q:
@@ -315,6 +355,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small inputs: 100 k rows to ingest, a lake of about 58 k rows")
     ap.add_argument("--ingest-rows", default="1000000,5000000", help="comma-separated CSV sizes (rows)")
+    ap.add_argument("--big-rows", type=int, default=40000000, help="rows of the big register loaded by tip alone to check that its peak RSS stays flat (a multiple of 5 M; 40 M is 5.2 GiB of CSV; 0 skips it)")
     ap.add_argument("--persons", type=int, default=2100000, help="persons for `tip generate` (about 4.8 rows each across the record types: the default makes a lake of about 10 M rows)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per query; the fastest counts")
     ap.add_argument("--only", default="ingest,queries", help="ingest, queries (queries includes extract and generate)")
@@ -322,7 +363,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.md"))
     a = ap.parse_args()
     if a.quick:
-        a.ingest_rows, a.persons, a.repeat = "100000", 12000, 1
+        a.ingest_rows, a.persons, a.repeat, a.big_rows = "100000", 12000, 1, 0
     tip = os.environ.get("TIP_BIN") and os.path.abspath(os.environ["TIP_BIN"])
     if not tip:
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
@@ -333,9 +374,11 @@ def main():
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "duckdb"], check=True)
     os.makedirs(a.work, exist_ok=True)
     only = set(a.only.split(","))
-    ingest, q = [], {}
+    ingest, q, big = [], {}, {}
     if "ingest" in only:
         bench_ingest(tip, a.work, [int(x) for x in a.ingest_rows.split(",")], ingest)
+        if a.big_rows:
+            bench_big(tip, a.work, a.big_rows, big)
     if "queries" in only:
         try:
             bench_queries(tip, a.work, a.persons, a.repeat, q)
@@ -343,7 +386,7 @@ def main():
             # What was measured before the failure is still reported (the ingest figures).
             print(f"queries: {e}", file=sys.stderr)
             q = {"failed": str(e)}
-    text = report(ingest, q)
+    text = report(ingest, q, big)
     print(text)
     with open(a.out, "w", encoding="utf-8") as f:
         f.write("# Latest benchmark results\n\nWritten by `python3 bench/run.py" + (" --quick" if a.quick else "") + "`.\n\n" + text)

@@ -243,7 +243,7 @@ impl Commit<'_> {
         read: &lake::ScopeRead,
         metadata: Vec<(String, serde_json::Value)>,
     ) -> Result<i64, IngestError> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, String>>(4);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, String>>(2);
         let producer = {
             let (job, one) = (self.job.clone(), one.clone());
             tokio::task::spawn_blocking(move || {

@@ -376,7 +376,9 @@ impl FileJob {
 }
 
 /// Rows per batch handed to the lake writer (the staged pieces of a month are joined to this).
-const SEND_ROWS: usize = 65_536;
+/// The writer gathers them into row groups of 128 Ki rows; a smaller batch is less memory in
+/// flight between the spill and the writer.
+const SEND_ROWS: usize = 32_768;
 
 /// A batch's rows grouped by month (`period`), months in order.
 fn by_month(b: &RecordBatch) -> Result<Vec<(String, RecordBatch)>, String> {

@@ -974,10 +974,16 @@ impl<'a> MonthWriters<'a> {
             if self.running.len() >= self.at_once {
                 done = self.join_oldest().await?;
             }
-            let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+            // One batch waits for the writer while it encodes the one before: a month's
+            // writer holds at most two of them.
+            let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(1);
             let abandoned = self.abandoned.clone();
-            self.running
-                .push_back(tokio::spawn(write_month(self.table.clone(), rx, abandoned)));
+            self.running.push_back(tokio::spawn(write_month(
+                self.table.clone(),
+                month.clone(),
+                rx,
+                abandoned,
+            )));
             self.current = Some((month, tx));
         }
         if let Some((_, tx)) = &self.current
@@ -1020,18 +1026,35 @@ impl<'a> MonthWriters<'a> {
     }
 }
 
-/// One month's rows into Parquet files in the table's directory (not yet in its log).
+/// One month's rows into Parquet files in the table's directory (not yet in its log). Every
+/// batch is of the one partition `month` (country, period), so it is written to that
+/// partition as it is: the writer's general path would split each batch by partition, which
+/// copies it whole.
 async fn write_month(
     table: DeltaTable,
+    month: (String, String),
     mut rx: tokio::sync::mpsc::Receiver<RecordBatch>,
     abandoned: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
-    use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+    use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
     let mut writer = RecordBatchWriter::for_table(&table)?
         .with_writer_properties(writer_properties())
         .with_target_file_size(TARGET_FILE_BYTES);
+    let (country, period) = month;
+    let values: indexmap::IndexMap<String, delta_kernel::expressions::Scalar> = [
+        (PARTITION_COLUMNS[0].to_string(), country.as_str().into()),
+        (PARTITION_COLUMNS[1].to_string(), period.as_str().into()),
+    ]
+    .into_iter()
+    .collect();
     while let Some(b) = rx.recv().await {
-        if let Err(e) = writer.write(b).await {
+        if !in_partition(&b, &country, &period) {
+            writer.reset();
+            return Err(DeltaTableError::generic(
+                "internal error: a batch sent to one partition's writer has rows of another",
+            ));
+        }
+        if let Err(e) = writer.write_partition(b, &values, WriteMode::Default).await {
             writer.reset();
             return Err(e);
         }
@@ -1056,6 +1079,18 @@ fn writer_properties() -> parquet::file::properties::WriterProperties {
         ))
         .set_max_row_group_row_count(Some(128 * 1024))
         .build()
+}
+
+/// Every row of `b` is of the partition (`country`, `period`).
+fn in_partition(b: &RecordBatch, country: &str, period: &str) -> bool {
+    use arrow::array::{Array, Scalar, StringArray};
+    let all = |name: &str, value: &str| {
+        b.column_by_name(name).is_some_and(|c| {
+            arrow::compute::kernels::cmp::eq(c, &Scalar::new(StringArray::from(vec![value])))
+                .is_ok_and(|same| same.null_count() == 0 && same.true_count() == b.num_rows())
+        })
+    };
+    all(PARTITION_COLUMNS[0], country) && all(PARTITION_COLUMNS[1], period)
 }
 
 /// The partition (country, month) of a batch's first row.
