@@ -1185,3 +1185,46 @@ impl PartitionStream for OnceStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use arrow::record_batch::RecordBatch;
+
+    use super::in_partition;
+
+    fn batch(countries: &[Option<&str>], periods: &[Option<&str>]) -> RecordBatch {
+        let rows = Int64Array::from_iter_values(0..countries.len() as i64);
+        RecordBatch::try_from_iter([
+            ("source_row", Arc::new(rows) as ArrayRef),
+            (
+                "reporting_country",
+                Arc::new(StringArray::from(countries.to_vec())),
+            ),
+            ("period", Arc::new(StringArray::from(periods.to_vec()))),
+        ])
+        .expect("batch")
+    }
+
+    /// A month's writer takes a batch only when every row is of its partition: it writes the
+    /// partition's values for the whole batch without looking at the rows again.
+    #[test]
+    fn a_partition_writer_takes_only_its_own_rows() {
+        let one = batch(&[Some("EE"), Some("EE")], &[Some("2024-01"), Some("2024-01")]);
+        assert!(in_partition(&one, "EE", "2024-01"));
+        assert!(!in_partition(&one, "EE", "2024-02"));
+        assert!(!in_partition(&one, "LV", "2024-01"));
+        let two_months = batch(&[Some("EE"), Some("EE")], &[Some("2024-01"), Some("2024-02")]);
+        assert!(!in_partition(&two_months, "EE", "2024-01"));
+        let two_countries = batch(&[Some("EE"), Some("LV")], &[Some("2024-01"), Some("2024-01")]);
+        assert!(!in_partition(&two_countries, "EE", "2024-01"));
+        let no_period = batch(&[Some("EE"), Some("EE")], &[Some("2024-01"), None]);
+        assert!(!in_partition(&no_period, "EE", "2024-01"));
+        let rows = Int64Array::from_iter_values(0..2);
+        let no_column = RecordBatch::try_from_iter([("source_row", Arc::new(rows) as ArrayRef)])
+            .expect("batch");
+        assert!(!in_partition(&no_column, "EE", "2024-01"));
+    }
+}
