@@ -1212,13 +1212,22 @@ mod tests {
     /// partition's values for the whole batch without looking at the rows again.
     #[test]
     fn a_partition_writer_takes_only_its_own_rows() {
-        let one = batch(&[Some("EE"), Some("EE")], &[Some("2024-01"), Some("2024-01")]);
+        let one = batch(
+            &[Some("EE"), Some("EE")],
+            &[Some("2024-01"), Some("2024-01")],
+        );
         assert!(in_partition(&one, "EE", "2024-01"));
         assert!(!in_partition(&one, "EE", "2024-02"));
         assert!(!in_partition(&one, "LV", "2024-01"));
-        let two_months = batch(&[Some("EE"), Some("EE")], &[Some("2024-01"), Some("2024-02")]);
+        let two_months = batch(
+            &[Some("EE"), Some("EE")],
+            &[Some("2024-01"), Some("2024-02")],
+        );
         assert!(!in_partition(&two_months, "EE", "2024-01"));
-        let two_countries = batch(&[Some("EE"), Some("LV")], &[Some("2024-01"), Some("2024-01")]);
+        let two_countries = batch(
+            &[Some("EE"), Some("LV")],
+            &[Some("2024-01"), Some("2024-01")],
+        );
         assert!(!in_partition(&two_countries, "EE", "2024-01"));
         let no_period = batch(&[Some("EE"), Some("EE")], &[Some("2024-01"), None]);
         assert!(!in_partition(&no_period, "EE", "2024-01"));
