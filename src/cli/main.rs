@@ -28,38 +28,6 @@ use clap::{Parser, Subcommand};
 use tip::app::{App, Ingestion};
 use tip::config::TipConfig;
 
-/// mimalloc, not the system allocator: a load's writers allocate and free buffers of many
-/// sizes on several threads, and glibc's per-thread arenas kept the freed memory (a 40 M-row
-/// load peaked at 714 MiB, about twice its live heap).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc returns freed memory to the system after `purge_delay` milliseconds (1 000 by
-/// default in mimalloc 3). Arrow buffers of several MiB are freed and allocated again all the
-/// time during a load, so a second's worth of them stayed resident. 10 ms took a 5 M-row
-/// load's peak from about 430 to about 330 MiB for about a tenth more CPU time (system time
-/// for the page faults). A `MIMALLOC_PURGE_DELAY` in the environment still wins.
-fn tune_allocator() {
-    use std::ffi::{c_int, c_long};
-    unsafe extern "C" {
-        fn mi_version() -> c_int;
-        fn mi_option_set(option: c_int, value: c_long);
-    }
-    /// `mi_option_purge_delay` in mimalloc 3's `mi_option_t` (`mimalloc.h`).
-    const PURGE_DELAY: c_int = 15;
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
-    }
-    // SAFETY: both are plain C functions of the mimalloc linked in as the global allocator;
-    // `mi_option_set` only stores the value, and the option numbering is checked by major
-    // version first (30302 is 3.3.2).
-    unsafe {
-        if mi_version() / 10_000 == 3 {
-            mi_option_set(PURGE_DELAY, 10);
-        }
-    }
-}
-
 const DEFAULT_CONFIG: &str = "pipelines/tip.toml";
 
 #[derive(Parser)]
@@ -258,7 +226,6 @@ enum KeyCommand {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIP_LOG").unwrap_or_else(|_| {
         // Dependencies report their errors to tip, which prints one line; their own logs
         // would repeat them with internals.
