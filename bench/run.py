@@ -123,10 +123,22 @@ duckdb.connect().execute(f"COPY (SELECT * FROM read_csv('{csv}', header = true))
 """
 
 
-def bench_ingest(tip, work, sizes, rows_out):
+def bench_key(tip, work):
+    """The network key every bench load uses (made once)."""
     key = os.path.join(work, "bench.key")
     if not os.path.exists(key):
         sh([tip, "key", "new", key])
+    return key
+
+
+def load_cmd(tip, key, lake, csv):
+    """`tip load` of a case register into a fresh lake."""
+    shutil.rmtree(lake, ignore_errors=True)
+    return [tip, "--lake", lake, "--key-file", key, "load", "--partner", PARTNER, "--type", "case", csv]
+
+
+def bench_ingest(tip, work, sizes, rows_out):
+    key = bench_key(tip, work)
     for n in sizes:
         csv = os.path.join(work, f"cases-{n}.csv")
         if not os.path.exists(csv):
@@ -134,9 +146,7 @@ def bench_ingest(tip, work, sizes, rows_out):
         mib = os.path.getsize(csv) / 2**20
 
         def tip_load():
-            lake = os.path.join(work, f"lake-load-{n}")
-            shutil.rmtree(lake, ignore_errors=True)
-            return sh([tip, "--lake", lake, "--key-file", key, "load", "--partner", PARTNER, "--type", "case", csv], cwd=ROOT)
+            return sh(load_cmd(tip, key, os.path.join(work, f"lake-load-{n}"), csv), cwd=ROOT)
 
         def duck_hashed():
             out = os.path.join(work, f"duck-{n}")
@@ -179,13 +189,9 @@ def big_cases(work, rows):
 
 def bench_big(tip, work, rows, out):
     """`tip load` of one big register, tip alone: does its peak RSS stay flat?"""
-    key = os.path.join(work, "bench.key")
-    if not os.path.exists(key):
-        sh([tip, "key", "new", key])
     csv = big_cases(work, rows)
     lake = os.path.join(work, "lake-big")
-    shutil.rmtree(lake, ignore_errors=True)
-    t, rss = sh([tip, "--lake", lake, "--key-file", key, "load", "--partner", PARTNER, "--type", "case", csv], cwd=ROOT)
+    t, rss = sh(load_cmd(tip, bench_key(tip, work), lake, csv), cwd=ROOT)
     shutil.rmtree(lake, ignore_errors=True)
     out.update(rows=rows, gib=os.path.getsize(csv) / 2**30, tip=(t, rss))
     print(f"big load {rows} rows: {t:.1f} s, peak RSS {rss:.0f} MiB", file=sys.stderr)
