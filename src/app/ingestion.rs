@@ -197,6 +197,7 @@ impl App {
             "by": actor.by(), "channel": channel.to_string(), "partner": partner,
             "mode": report.mode.as_str(), "rows_inserted": report.rows_inserted,
             "rows_updated": report.rows_updated, "rows_removed": report.rows_removed,
+            "rows_kept": report.rows_kept,
             "record_type": report.record_type, "submission_id": report.submission_id,
             "status": status, "rows_read": report.rows_read, "rows_accepted": report.rows_accepted,
             "rows_quarantined": report.rows_quarantined(),

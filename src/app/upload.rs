@@ -107,6 +107,9 @@ pub struct Receipt {
     pub rows_inserted: u64,
     pub rows_updated: u64,
     pub rows_removed: u64,
+    /// A snapshot's records left as they were: the snapshot's row for them was set aside.
+    #[serde(default)]
+    pub rows_kept: u64,
     pub quarantined: Vec<QuarantinedRow>,
     pub reason: Option<String>,
     /// For an unchanged upload: the submission that already brought the same file.
@@ -222,7 +225,7 @@ impl App {
                     "bytes": rc.bytes, "sha256": rc.sha256, "mode": rc.mode,
                     "rows_accepted": rc.rows_accepted, "rows_quarantined": rc.rows_quarantined,
                     "rows_inserted": rc.rows_inserted, "rows_updated": rc.rows_updated,
-                    "rows_removed": rc.rows_removed,
+                    "rows_removed": rc.rows_removed, "rows_kept": rc.rows_kept,
                 }),
             ),
             Err(f) => (
@@ -517,6 +520,7 @@ fn receipt(
         rows_inserted: report.rows_inserted,
         rows_updated: report.rows_updated,
         rows_removed: report.rows_removed,
+        rows_kept: report.rows_kept,
         earlier_submission: report.earlier.clone(),
         compact: Vec::new(),
         quarantined: report

@@ -114,6 +114,12 @@ fn print_committed(f: &FileReport) {
             .map(|v| v.to_string())
             .unwrap_or_else(|| "-".into())
     );
+    if f.rows_kept > 0 {
+        println!(
+            "    note: {} records kept as they were: the snapshot's rows for them were set aside (see below)",
+            f.rows_kept
+        );
+    }
     if !f.imputed.is_empty() {
         println!(
             "    note: {} filled in from the submission date (the layout has no such column)",

@@ -254,11 +254,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
+    // The command itself runs on a thread with the workers' large stack too, not on the main
+    // thread's 8 MiB: whatever it plans or commits, a deep expression is an error, never an
+    // abort of the process.
+    let command = std::thread::Builder::new()
+        .name("tip".into())
+        .stack_size(64 * 1024 * 1024)
+        .spawn(move || rt.block_on(run(cli)));
+    match command.map(|c| c.join()) {
+        Ok(Ok(Ok(code))) => code,
+        Ok(Ok(Err(e))) => {
             // One line, no chain of causes that could carry input.
             eprintln!("tip: {}", e.to_string().replace('\n', " "));
+            ExitCode::FAILURE
+        }
+        Ok(Err(_)) => {
+            eprintln!("tip: internal error; the lake keeps its last complete commit");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("tip: cannot start: {e}");
             ExitCode::FAILURE
         }
     }

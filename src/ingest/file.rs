@@ -8,14 +8,13 @@
 //! is repaired from that metadata ([`reconcile`](super::reconcile)). A file already in the
 //! ledger (same partner, record type, content, mode and period) is skipped.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 
-use super::passes::{FileJob, KeySet, PassOne};
+use super::passes::{FileJob, PassOne};
 use super::{FileReport, FileStatus, IngestError, Ingestor, Mode, Submission, sha256_file};
 use crate::lake::system::{QuarantineRow, SubmissionRow};
 use crate::lake::{self, system};
@@ -112,7 +111,7 @@ async fn first_pass(job: &Arc<FileJob>) -> Result<Result<PassOne, String>, Inges
         ))
     })?;
     match res {
-        Ok(Ok(one)) => Ok(job.check_snapshot(&one).map(|()| one)),
+        Ok(Ok(one)) => Ok(Ok(one)),
         Ok(Err(changed)) => Ok(Err(changed)),
         Err(IngestError::Source(e)) => Ok(Err(e.to_string())),
         Err(e) => Err(e),
@@ -179,29 +178,48 @@ impl Commit<'_> {
                 e.kind()
             ),
         };
-        // A few keys make a filter that skips files by their statistics; many are matched as
-        // the partner's rows stream past.
-        let few = match one.keys.len() {
-            0..=20 => one.keys.texts().map_err(staged)?,
-            _ => Vec::new(),
-        };
         let snapshot = self.sub.mode.period().map(|p| p.bounds());
         if one.keys.is_empty() && snapshot.is_none() {
             return Ok(()); // nothing to add, replace or withdraw
         }
+        // A few keys make a filter that skips files by their statistics; many are tested row
+        // by row against the staged key set, so the predicate never grows with the file.
+        let few = match one.keys.len() {
+            0..=lake::FEW_KEYS => one.keys.texts().map_err(staged)?,
+            _ => Vec::new(),
+        };
+        let keys = match one.keys.len() {
+            0 => lake::Keys::None,
+            n if n <= lake::FEW_KEYS => lake::Keys::Few(&few),
+            _ => lake::Keys::Set({
+                let one = one.clone();
+                Arc::new(move |k: &str| one.keys.contains(k))
+            }),
+        };
+        let kept: Option<lake::KeyTest> = match one.kept.iter().all(|k| k.is_empty()) {
+            true => None,
+            false => Some({
+                let one = one.clone();
+                Arc::new(move |k: &str| {
+                    for set in &one.kept {
+                        if set.contains(k)? {
+                            return Ok(true);
+                        }
+                    }
+                    Ok(false)
+                })
+            }),
+        };
         let scope = lake::Scope {
             partner: self.sub.partner,
             country,
-            keys: &few,
+            keys,
             snapshot,
+            kept,
         };
-        // The rows the commit will replace or remove: only those are read.
-        let read = self
-            .ing
-            .lake
-            .scope_keys(&record.table, &scope, &|k| one.keys.contains(k))
-            .await?;
-        count_changes(&self.sub.mode, &one.keys, &read.rows, report);
+        // The rows the commit will replace, remove or keep: only those are counted.
+        let read = self.ing.lake.scope_keys(&record.table, &scope).await?;
+        count_changes(&self.sub.mode, one.keys.len() as u64, &read, report);
         let changes = report.rows_inserted + report.rows_updated + report.rows_removed;
         if one.keys.is_empty() && changes == 0 {
             return Ok(());
@@ -209,16 +227,13 @@ impl Commit<'_> {
         // Nothing held and no snapshot: the commit only adds (and conflicts with any rival
         // commit for the partner). Otherwise it replaces the rows of every key it sends, as a
         // rival commit of the same keys would conflict with it.
-        let held = read.rows.keys().any(|k| one.keys.contains(k));
-        one.keys.check().map_err(staged)?;
-        let sent = match held || snapshot.is_some() || self.sub.mode == Mode::Withdraw {
-            true if few.is_empty() => one.keys.texts().map_err(staged)?,
-            true => few.clone(),
-            false => Vec::new(),
-        };
-        let scope = lake::Scope {
-            keys: &sent,
-            ..scope
+        let replaces = read.held > 0 || snapshot.is_some() || self.sub.mode == Mode::Withdraw;
+        let scope = match replaces {
+            true => scope,
+            false => lake::Scope {
+                keys: lake::Keys::None,
+                ..scope
+            },
         };
         let metadata = self.metadata(&self.ledger_row(report, "{}".into()))?;
         let version = match self.sub.mode {
@@ -362,32 +377,20 @@ pub(super) async fn lake_versions(ing: &Ingestor) -> Result<String, IngestError>
 }
 
 /// Inserted (new keys), updated (keys held), removed (withdrawn keys held, or what a snapshot
-/// leaves out of its period). `existing` holds the rows in the submission's scope: every held
-/// row with one of its keys, and for a snapshot every row of its period.
-fn count_changes(
-    mode: &Mode,
-    keys: &KeySet,
-    existing: &HashMap<String, String>,
-    report: &mut FileReport,
-) {
-    let held = existing.keys().filter(|k| keys.contains(k)).count() as u64;
+/// leaves out of its period), kept (a snapshot's records whose row was set aside), from what
+/// [`lake::Lake::scope_keys`] counted and the number of keys sent.
+fn count_changes(mode: &Mode, sent: u64, read: &lake::ScopeRead, report: &mut FileReport) {
     match mode {
-        Mode::Withdraw => report.rows_removed = held,
+        Mode::Withdraw => report.rows_removed = read.held,
         Mode::Upsert => {
-            report.rows_updated = held;
-            report.rows_inserted = keys.len() as u64 - held;
+            report.rows_updated = read.held;
+            report.rows_inserted = sent.saturating_sub(read.held);
         }
-        Mode::Snapshot(period) => {
-            report.rows_updated = held;
-            report.rows_inserted = keys.len() as u64 - held;
-            let in_period = |p: &str| match period.bounds() {
-                None => true,
-                Some((from, to)) => from <= p && p <= to,
-            };
-            report.rows_removed = existing
-                .iter()
-                .filter(|(k, p)| in_period(p) && !keys.contains(k))
-                .count() as u64;
+        Mode::Snapshot(_) => {
+            report.rows_updated = read.held;
+            report.rows_inserted = sent.saturating_sub(read.held);
+            report.rows_removed = read.left_out;
+            report.rows_kept = read.kept;
         }
     }
 }

@@ -37,8 +37,6 @@ const BLOCK: usize = 256;
 pub(crate) struct KeySet {
     memory: Vec<Packed>,
     disk: Option<DiskKeys>,
-    /// A read of the key file failed: [`KeySet::check`] says so, and nothing is committed.
-    failed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -59,24 +57,13 @@ impl KeySet {
         self.len() == 0
     }
 
-    /// Whether `key` is one of the set's. A failed read of the key file answers false and is
-    /// remembered: [`KeySet::check`] then fails, before anything is committed.
-    pub fn contains(&self, key: &str) -> bool {
-        let Some(p) = pack(key) else { return false };
+    /// Whether `key` is one of the set's; an error when the key file could not be read (a
+    /// key that could not be looked up is never taken as absent).
+    pub fn contains(&self, key: &str) -> std::io::Result<bool> {
+        let Some(p) = pack(key) else { return Ok(false) };
         match &self.disk {
-            None => self.memory.binary_search(&p).is_ok(),
-            Some(d) => d.contains(&p).unwrap_or_else(|_| {
-                self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
-                false
-            }),
-        }
-    }
-
-    /// Every lookup so far read the key file.
-    pub fn check(&self) -> std::io::Result<()> {
-        match self.failed.load(std::sync::atomic::Ordering::SeqCst) {
-            true => Err(std::io::Error::other("a read of the staged keys failed")),
-            false => Ok(()),
+            None => Ok(self.memory.binary_search(&p).is_ok()),
+            Some(d) => d.contains(&p),
         }
     }
 
@@ -231,8 +218,17 @@ pub(crate) struct KeyBook {
 /// Runs on disk at most: past it they are merged into one.
 const MAX_RUNS: usize = 64;
 
-/// What a book learned: the unique keys, the rows not taken, and the row problems for them.
-pub(crate) type Finished = (KeySet, HashSet<u64>, Vec<RowIssue>);
+/// What a book learned.
+pub(crate) struct Finished {
+    /// The unique keys.
+    pub keys: KeySet,
+    /// The keys that two or more rows shared (none of those rows is taken).
+    pub shared: KeySet,
+    /// The rows not taken: no key, or a key another row has too.
+    pub excluded: HashSet<u64>,
+    /// The row problems for them.
+    pub issues: Vec<RowIssue>,
+}
 
 impl KeyBook {
     pub fn with_limit(limit: usize) -> KeyBook {
@@ -320,12 +316,14 @@ impl KeyBook {
             .collect();
         let mut excluded: HashSet<u64> = self.missing.iter().copied().collect();
         let mut keys = KeySetWriter::new(self.limit);
+        let mut shared = KeySetWriter::new(self.limit);
         let mut group: Vec<Entry> = Vec::new();
         let mut close = |group: &mut Vec<Entry>| -> std::io::Result<()> {
             match group.as_slice() {
                 [] => {}
                 [one] => keys.push(entry_key(one))?,
                 many => {
+                    shared.push(entry_key(&many[0]))?;
                     for e in many {
                         excluded.insert(entry_row(e));
                         issues.push(issue(entry_row(e), Reason::DuplicateKey));
@@ -353,8 +351,12 @@ impl KeyBook {
             merge(&self.runs, &mut each).map_err(staging_err)?;
         }
         close(&mut group).map_err(staging_err)?;
-        let keys = keys.finish().map_err(staging_err)?;
-        Ok((keys, excluded, issues))
+        Ok(Finished {
+            keys: keys.finish().map_err(staging_err)?,
+            shared: shared.finish().map_err(staging_err)?,
+            excluded,
+            issues,
+        })
     }
 }
 
@@ -446,8 +448,14 @@ mod tests {
         // is the same.
         let tiny = fill(1, 500);
         assert!(tiny.merged > 0 && tiny.runs.len() < MAX_RUNS);
-        let (tiny_set, tiny_excluded, _) = tiny.finish("case_number").unwrap();
-        let (set, excluded, issues) = book.finish("case_number").unwrap();
+        let tiny = tiny.finish("case_number").unwrap();
+        let (tiny_set, tiny_excluded) = (tiny.keys, tiny.excluded);
+        let Finished {
+            keys: set,
+            shared,
+            excluded,
+            issues,
+        } = book.finish("case_number").unwrap();
         assert!(set.disk.is_some(), "the key set is on disk");
         let missing = (0..n as u64).filter(|r| r % 777 == 0).count();
         // A repeated key whose first row had no key is unique after all.
@@ -458,17 +466,16 @@ mod tests {
         assert_eq!(excluded.len(), missing + 2 * dup_pairs);
         assert_eq!(issues.len(), excluded.len());
         assert_eq!(set.len(), n - missing - 2 * dup_pairs);
-        assert!(set.contains(&key(1, 1)));
-        assert!(
-            !set.contains(&key(1, 0)),
-            "the alternative is part of the key"
-        );
-        assert!(!set.contains(&key(998, 0)), "a duplicated key is not taken");
-        assert!(!set.contains(&key(n as u64 + 5, 1)));
+        let has = |s: &KeySet, k: String| s.contains(&k).unwrap();
+        assert!(has(&set, key(1, 1)));
+        assert!(!has(&set, key(1, 0)), "the alternative is part of the key");
+        assert!(!has(&set, key(998, 0)), "a duplicated key is not taken");
+        assert!(has(&shared, key(998, 0)), "but it is known as shared");
+        assert_eq!(shared.len(), dup_pairs);
+        assert!(!has(&set, key(n as u64 + 5, 1)));
         let texts = set.texts().unwrap();
         assert_eq!(texts.len(), set.len());
         assert!(texts.windows(2).all(|w| pack(&w[0]) < pack(&w[1])));
-        set.check().unwrap();
         assert_eq!(tiny_excluded, excluded);
         assert_eq!(tiny_set.texts().unwrap(), texts);
     }

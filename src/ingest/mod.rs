@@ -318,6 +318,9 @@ pub struct FileReport {
     pub rows_updated: u64,
     /// Records removed: withdrawn, or absent from a snapshot.
     pub rows_removed: u64,
+    /// A snapshot's records left as they were because the snapshot's row for them was set
+    /// aside (its key could be read, another field could not).
+    pub rows_kept: u64,
     pub issues: Vec<RowIssue>,
     pub period: Option<(String, String)>,
     pub imputed: BTreeSet<String>,
@@ -340,6 +343,7 @@ impl FileReport {
             rows_inserted: 0,
             rows_updated: 0,
             rows_removed: 0,
+            rows_kept: 0,
             issues: vec![],
             period: None,
             imputed: BTreeSet::new(),

@@ -56,6 +56,10 @@ pub(crate) struct PassOne {
     pub imputed: BTreeSet<String>,
     /// The keys of the accepted rows (each once).
     pub keys: KeySet,
+    /// A snapshot's keys whose rows were set aside although the key could be read (a bad
+    /// field elsewhere in the row, or a key two rows shared): their records stay as they were
+    /// rather than be removed as absent. Empty for other modes.
+    pub kept: Vec<KeySet>,
     /// Rows that passed validation but are not taken: no key, or a key another row has too.
     pub excluded: Arc<HashSet<u64>>,
     /// The pseudonymised rows, as written by the pass (none for a withdrawal).
@@ -82,6 +86,9 @@ struct Piece {
     keys: ArrayRef,
     /// The stored rows, by month.
     stored: Vec<(String, RecordBatch)>,
+    /// A snapshot's rows set aside by validation, with their keys where the key fields could
+    /// be read (null where not).
+    aside: Option<(Int64Array, ArrayRef)>,
 }
 
 impl FileJob {
@@ -146,6 +153,77 @@ impl FileJob {
         v
     }
 
+    /// A snapshot keys the rows it sets aside (see [`PassOne::kept`]).
+    fn is_snapshot(&self) -> bool {
+        matches!(self.mode, Mode::Snapshot(_))
+    }
+
+    /// The input fields of one key alternative.
+    fn alternative_fields(&self, alternative: &[String]) -> BTreeSet<String> {
+        alternative
+            .iter()
+            .flat_map(|c| match self.catalog.pseudonyms.get(c) {
+                Some(def) => def.inputs.iter().map(|i| i.field.clone()).collect(),
+                None => vec![c.clone()],
+            })
+            .collect()
+    }
+
+    /// The keys of the rows of `canonical` that validation set aside (`bad`), made as an
+    /// accepted row's would be: from the first key alternative whose fields the row has, when
+    /// those fields are valid. A row whose first present alternative is invalid, or that has
+    /// none, gets no key (it cannot be told which record it is).
+    fn aside_keys(
+        &self,
+        canonical: &RecordBatch,
+        bad: &[RowIssue],
+    ) -> Result<(Int64Array, ArrayRef), SourceError> {
+        let sink = |e: String| SourceError::Sink(format!("{}: {e}", self.file));
+        let set_aside: HashSet<u64> = bad.iter().map(|i| i.row).collect();
+        let rows = source_rows(canonical)?;
+        let pick = |keep: &dyn Fn(usize) -> bool, b: &RecordBatch| {
+            let mask: BooleanArray = (0..b.num_rows()).map(|r| Some(keep(r))).collect();
+            arrow::compute::filter_record_batch(b, &mask).map_err(|e| sink(e.to_string()))
+        };
+        let picked = pick(&|r| set_aside.contains(&(rows.value(r) as u64)), canonical)?;
+        let picked_rows = source_rows(&picked)?.clone();
+        let mut decided: HashSet<u64> = HashSet::new();
+        let (mut out_rows, mut out_keys) = (Vec::new(), Vec::new());
+        for alternative in &self.record.key {
+            let fields = self.alternative_fields(alternative);
+            let has = |r: usize| {
+                fields.iter().all(|f| {
+                    picked.column_by_name(f).is_some_and(|c| {
+                        c.is_valid(r)
+                            && c.as_any()
+                                .downcast_ref::<StringArray>()
+                                .is_none_or(|s| !s.value(r).trim().is_empty())
+                    })
+                })
+            };
+            let complete = |r: usize| !decided.contains(&(picked_rows.value(r) as u64)) && has(r);
+            let sub = pick(&complete, &picked)?;
+            if sub.num_rows() == 0 {
+                continue;
+            }
+            decided.extend(source_rows(&sub)?.values().iter().map(|&r| r as u64));
+            let mut v = self.validator();
+            v.only = Some(fields);
+            let (typed, _) = v.apply(&sub).map_err(sink)?;
+            let keys = self.keys(&typed)?;
+            let keys = keys
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| sink("record keys are not text".into()))?;
+            out_rows.extend(source_rows(&typed)?.values().iter().copied());
+            out_keys.extend(keys.iter().map(|k| k.map(str::to_string)));
+        }
+        Ok((
+            Int64Array::from(out_rows),
+            Arc::new(StringArray::from(out_keys)) as ArrayRef,
+        ))
+    }
+
     /// The input fields any key alternative is made from.
     fn key_fields(&self) -> BTreeSet<String> {
         self.record
@@ -189,7 +267,17 @@ impl FileJob {
         raw: source::RawBatch,
     ) -> Result<Piece, SourceError> {
         let mut issues = raw.issues;
-        let (typed, bad) = self.map_and_validate(v, &raw.batch)?;
+        let canonical = self
+            .mapping
+            .apply(&raw.batch, &self.submission_date)
+            .map_err(|e| SourceError::Sink(format!("{}: {e}", self.file)))?;
+        let (typed, bad) = v
+            .apply(&canonical)
+            .map_err(|e| SourceError::Sink(format!("{}: {e}", self.file)))?;
+        let aside = match self.is_snapshot() && !bad.is_empty() {
+            true => Some(self.aside_keys(&canonical, &bad)?),
+            false => None,
+        };
         issues.extend(bad);
         let mut days = DayRange::default();
         if let Some(i) = period_idx {
@@ -212,6 +300,7 @@ impl FileJob {
             rows,
             keys,
             stored,
+            aside,
         })
     }
 
@@ -236,11 +325,22 @@ impl FileJob {
             KeyBook::with_limit(self.keys_in_memory),
             DayRange::default(),
         );
+        // A snapshot's rows set aside, by key: the rows whose key could be read.
+        let (mut aside_book, mut aside_keyed) =
+            (KeyBook::with_limit(self.keys_in_memory), HashSet::new());
         let consume = |p: Piece| -> Result<(), SourceError> {
             issues.extend(p.issues);
             days.merge(&p.days);
             imputed.extend(p.imputed);
             book.add(&p.rows, &p.keys)?;
+            if let Some((rows, keys)) = &p.aside {
+                aside_book.add(rows, keys)?;
+                aside_keyed.extend(
+                    (0..rows.len())
+                        .filter(|&r| keys.is_valid(r))
+                        .map(|r| rows.value(r) as u64),
+                );
+            }
             if let Some(w) = spill.as_mut() {
                 for (month, b) in p.stored {
                     w.write(&month, &b)?;
@@ -259,36 +359,66 @@ impl FileJob {
         )?;
         let spill = spill.map(SpillWriter::finish).transpose()?;
         self.refuse_other_keys(&issues)?;
-        let (keys, excluded, key_issues) = book.finish(self.stage.key_inputs())?;
-        issues.extend(key_issues);
+        let finished = book.finish(self.stage.key_inputs())?;
+        let mut kept = Vec::new();
+        if self.is_snapshot() {
+            // Rows sharing a key were set aside with a key that could be read, too.
+            aside_keyed.extend(
+                finished
+                    .issues
+                    .iter()
+                    .filter(|i| i.reason == Reason::DuplicateKey)
+                    .map(|i| i.row),
+            );
+            self.refuse_unkeyed_aside(&issues, &finished.issues, &aside_keyed)?;
+            let aside = aside_book.finish(self.stage.key_inputs())?;
+            kept = vec![aside.keys, aside.shared, finished.shared];
+        }
+        issues.extend(finished.issues);
         issues.sort_by(|a, b| (a.row, &a.field).cmp(&(b.row, &b.field)));
         Ok(PassOne {
             rows_read,
-            accepted: keys.len() as u64,
+            accepted: finished.keys.len() as u64,
             issues,
             period: days.months(),
             imputed,
-            keys,
-            excluded: Arc::new(excluded),
+            keys: finished.keys,
+            kept,
+            excluded: Arc::new(finished.excluded),
             spill,
         })
     }
 
-    /// A snapshot removes what it does not have: with rows set aside, it would remove records
-    /// the partner did send. It is refused as a whole instead.
-    pub fn check_snapshot(&self, one: &PassOne) -> Result<(), String> {
-        if !matches!(self.mode, Mode::Snapshot(_)) || one.issues.is_empty() {
+    /// A snapshot removes what it does not have. A row set aside whose key could be read keeps
+    /// that key's record as it was (see [`PassOne::kept`]); a row set aside whose key could not
+    /// be read might be a record the snapshot would wrongly remove, so the snapshot is refused
+    /// as a whole, naming those rows.
+    fn refuse_unkeyed_aside(
+        &self,
+        issues: &[RowIssue],
+        key_issues: &[RowIssue],
+        keyed: &HashSet<u64>,
+    ) -> Result<(), IngestError> {
+        let rows: BTreeSet<u64> = issues
+            .iter()
+            .chain(key_issues)
+            .map(|i| i.row)
+            .filter(|r| !keyed.contains(r))
+            .collect();
+        if rows.is_empty() {
             return Ok(());
         }
-        let rows: BTreeSet<u64> = one.issues.iter().map(|i| i.row).collect();
         let shown: Vec<String> = rows.iter().take(10).map(u64::to_string).collect();
-        Err(format!(
-            "{}: a complete snapshot must have no rows set aside, and {} were (rows {}{}); nothing was committed: correct them, or send the file without declaring a snapshot",
-            self.file,
-            rows.len(),
-            shown.join(", "),
-            if rows.len() > 10 { ", ..." } else { "" }
-        ))
+        Err(SourceError::Structure {
+            file: self.file.clone(),
+            detail: format!(
+                "a complete snapshot removes the records it does not list, and {} of its rows were set aside without a key that can be read (rows {}{}), so tip cannot tell which records they are; nothing was committed: correct them, or send the file without declaring a snapshot",
+                rows.len(),
+                shown.join(", "),
+                if rows.len() > 10 { ", ..." } else { "" }
+            ),
+        }
+        .into())
     }
 
     /// Pseudonyms made with another key would never link: the file is refused as a whole.

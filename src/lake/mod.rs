@@ -11,8 +11,11 @@
 //! after the data commit; a crash between the two leaves consistent data, and re-running the
 //! same file replaces it with identical rows.
 
+mod scope;
 pub mod store;
 pub mod system;
+
+pub use scope::{FEW_KEYS, KeyTest, Keys, Scope, ScopeRead};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -634,18 +637,15 @@ impl Lake {
         }
     }
 
-    /// The record key and period of every row in `scope`: the rows the submission replaces or
-    /// removes, which is what an upsert, snapshot or withdrawal compares it with. With up to 20
-    /// keys in `scope.keys`, the filter is the commit's own predicate, so files whose
-    /// statistics rule it out are skipped (DataFusion does not prune by longer IN lists, and
-    /// pseudonymous keys have no order); otherwise (`scope.keys` empty) the partner's files in
-    /// the country are read, which compaction keeps few, and `sent` picks the rows of the
-    /// submission's keys as they stream past: no IN list of millions of keys is built.
+    /// Counts the partner's rows that the submission in `scope` replaces, removes or keeps,
+    /// which is what an upsert, snapshot or withdrawal reports. With a few keys the filter
+    /// names them, so files whose statistics rule them out are skipped; otherwise the
+    /// partner's files in the country are read (compaction keeps them few) and each row's key
+    /// is tested as it streams past: no list of every key is built or held.
     pub async fn scope_keys(
         &self,
         table_name: &str,
         scope: &Scope<'_>,
-        sent: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<ScopeRead, LakeError> {
         let Some(table) = self.try_table(table_name, None).await? else {
             return Ok(ScopeRead::default());
@@ -656,18 +656,20 @@ impl Lake {
             .update_datafusion_session(&ctx.state())
             .map_err(|e| err(&e))?;
         let provider = table.table_provider().await.map_err(|e| err(&e))?;
-        let filter = match scope.keys.is_empty() {
-            true => scope.partner_rows(),
-            false => scope.predicate(),
-        };
         let mut stream = ctx
             .read_table(provider)
-            .and_then(|df| df.filter(filter)?.select_columns(&["record_key", "period"]))
+            .and_then(|df| {
+                df.filter(scope.read_filter())?
+                    .select_columns(&["record_key", "period"])
+            })
             .map_err(|e| err(&e))?
             .execute_stream()
             .await
             .map_err(|e| err(&e))?;
-        let mut out = HashMap::new();
+        let mut read = ScopeRead {
+            version: table.version(),
+            ..ScopeRead::default()
+        };
         while let Some(b) = stream.next().await {
             let b = b.map_err(|e| err(&e))?;
             let text = |i: usize| {
@@ -677,16 +679,17 @@ impl Lake {
             let (k, p) = (text(0)?, text(1)?);
             let (k, p) = (k.as_string::<i32>(), p.as_string::<i32>());
             for r in 0..b.num_rows() {
-                let (k, p) = (k.value(r), p.value(r));
-                if sent(k) || scope.in_period(p) {
-                    out.insert(k.to_string(), p.to_string());
-                }
+                scope
+                    .count(k.value(r), p.value(r), &mut read)
+                    .map_err(|e| {
+                        err(&format!(
+                            "cannot read the submission's staged record keys ({})",
+                            e.kind()
+                        ))
+                    })?;
             }
         }
-        Ok(ScopeRead {
-            rows: out,
-            version: table.version(),
-        })
+        Ok(read)
     }
 
     /// Deletes the rows where `column = value` in one commit; returns how many rows went.
@@ -867,72 +870,6 @@ impl Lake {
             Ok(t) => Ok(t.version().map(|v| v as i64).unwrap_or(-1)),
             Err(e) => self.after_failed_commit(table_name, &metadata, e).await,
         }
-    }
-}
-
-/// The rows a submission replaces or removes: the partner's rows (in its country, a partition
-/// column) whose record key is one of `keys`, and — for a snapshot — every row of the declared
-/// period (`Some(None)`: all periods).
-pub struct Scope<'a> {
-    pub partner: &'a str,
-    pub country: &'a str,
-    /// The keys whose rows are replaced or removed (for [`Lake::scope_keys`]: the
-    /// submission's keys when there are few, else none).
-    pub keys: &'a [String],
-    pub snapshot: Option<Option<(&'a str, &'a str)>>,
-}
-
-/// What [`Lake::scope_keys`] read: the record key and period of each row in scope, and the
-/// table version it read them at (None: no table yet).
-#[derive(Debug, Default)]
-pub struct ScopeRead {
-    pub rows: HashMap<String, String>,
-    pub version: Option<u64>,
-}
-
-impl Scope<'_> {
-    /// The partner's rows in its country.
-    fn partner_rows(&self) -> Expr {
-        col("partner")
-            .eq(lit(self.partner))
-            .and(col("reporting_country").eq(lit(self.country)))
-    }
-
-    /// A row of `period` is in a snapshot's declared period.
-    fn in_period(&self, period: &str) -> bool {
-        match self.snapshot {
-            None => false,
-            Some(None) => true,
-            Some(Some((from, to))) => from <= period && period <= to,
-        }
-    }
-
-    /// Nothing is replaced: the commit only adds rows.
-    fn adds_only(&self) -> bool {
-        self.keys.is_empty() && self.snapshot.is_none()
-    }
-
-    /// The rows the commit replaces: the partner's rows with one of `keys`, and a snapshot's
-    /// period. The rows a replacing commit writes carry those keys, so they conform to it, as
-    /// Delta requires, and a rival commit that added any of them conflicts.
-    fn predicate(&self) -> Expr {
-        let mut any = if self.keys.is_empty() {
-            lit(false)
-        } else {
-            let keys = self.keys.iter().map(|k| lit(k.as_str())).collect();
-            col("record_key").in_list(keys, false)
-        };
-        match self.snapshot {
-            None => {}
-            Some(None) => return self.partner_rows(),
-            Some(Some((from, to))) => {
-                let in_period = col("period")
-                    .gt_eq(lit(from))
-                    .and(col("period").lt_eq(lit(to)));
-                any = in_period.or(any);
-            }
-        }
-        self.partner_rows().and(any)
     }
 }
 
@@ -1140,13 +1077,24 @@ fn submission_txn(metadata: &[(String, serde_json::Value)]) -> Option<String> {
 
 /// A failed commit as tip reports it: a lost race with another writer, or another failure.
 fn commit_err(table: &str, e: DeltaTableError) -> LakeError {
+    let conflict = LakeError::Conflict {
+        table: table.to_string(),
+        message: e.to_string(),
+    };
     match &e {
         DeltaTableError::Transaction {
             source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_),
-        } => LakeError::Conflict {
-            table: table.to_string(),
-            message: e.to_string(),
-        },
+        } => conflict,
+        // Another commit landed while this one was written, and the Delta conflict checker
+        // could not parse this commit's predicate back (it cannot know tip's key tests), so it
+        // could not tell whether the two touch the same rows. Taken as a conflict: the
+        // submission is counted and written again against the table as it is now.
+        _ if [scope::SENT_KEY, scope::KEPT_KEY]
+            .iter()
+            .any(|f| e.to_string().contains(&format!("Invalid function '{f}'"))) =>
+        {
+            conflict
+        }
         _ => Lake::err(table, e),
     }
 }

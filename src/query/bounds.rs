@@ -28,6 +28,10 @@ enum Growth {
     Series,
     /// `array_repeat(x, n)`: n items (of at least 8 bytes).
     ArrayRepeat,
+    /// `concat(a, b, ...)`: the sum of the arguments' lengths.
+    Concat,
+    /// `concat_ws(sep, a, b, ...)`: the arguments' lengths and a separator between each two.
+    ConcatWs,
 }
 
 const BOUNDED: &[(&str, Growth)] = &[
@@ -37,6 +41,8 @@ const BOUNDED: &[(&str, Growth)] = &[
     ("range", Growth::Series),
     ("generate_series", Growth::Series),
     ("array_repeat", Growth::ArrayRepeat),
+    ("concat", Growth::Concat),
+    ("concat_ws", Growth::ConcatWs),
 ];
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -47,7 +53,7 @@ struct Bounded {
 }
 
 /// Replaces the session's growing functions with bounded ones.
-pub(super) fn install(ctx: &SessionContext, max_bytes: usize) {
+pub(super) fn install(ctx: &mut SessionContext, max_bytes: usize) {
     for (name, growth) in BOUNDED {
         if let Ok(inner) = ctx.udf(name) {
             let f = Bounded {
@@ -55,9 +61,11 @@ pub(super) fn install(ctx: &SessionContext, max_bytes: usize) {
                 growth: *growth,
                 max_bytes,
             };
-            ctx.register_udf(ScalarUDF::new_from_impl(f));
+            SessionContext::register_udf(ctx, ScalarUDF::new_from_impl(f));
         }
     }
+    // `a || b` is an operator, not a function: planned as a bounded function instead.
+    let _ = FunctionRegistry::register_expr_planner(ctx, Arc::new(ConcatPlanner { max_bytes }));
 }
 
 /// Argument `i` as an array (a scalar as one row).
@@ -116,6 +124,22 @@ fn text_lengths(args: &[ColumnarValue], i: usize) -> Vec<usize> {
 struct Sizes {
     lens: Vec<usize>,
     ints: [Vec<Option<i64>>; 3],
+    /// Concatenations: the sum of every argument's length at each row (separators included).
+    total: Vec<usize>,
+}
+
+/// The byte length a concatenation of `args` makes at each row: every argument's length, and
+/// for `concat_ws` its separator once per argument.
+fn concat_lengths(args: &[ColumnarValue], rows: usize, separated: bool) -> Vec<usize> {
+    let mut total = vec![0usize; rows];
+    for i in 0..args.len() {
+        let lens = text_lengths(args, i);
+        let times = if separated && i == 0 { args.len() } else { 1 };
+        for (r, t) in total.iter_mut().enumerate() {
+            *t = t.saturating_add(at(&lens, r).unwrap_or(0).saturating_mul(times));
+        }
+    }
+    total
 }
 
 impl Bounded {
@@ -127,6 +151,7 @@ impl Bounded {
             Growth::Repeat => n * at(&a.lens, r).unwrap_or(0) as u128,
             Growth::Pad => n * 4,
             Growth::ArrayRepeat => n * 8,
+            Growth::Concat | Growth::ConcatWs => at(&a.total, r).unwrap_or(0) as u128,
             Growth::Series => {
                 let (from, to) = (int(0, 0), int(1, 0));
                 let step = int(2, 1).unsigned_abs().max(1) as u128;
@@ -147,10 +172,16 @@ impl Bounded {
                 _ => Vec::new(),
             },
             ints: [0, 1, 2].map(|i| match (self.growth, i) {
+                (Growth::Concat | Growth::ConcatWs, _) => Vec::new(),
                 // repeat, lpad, rpad, array_repeat: the first argument is not a count.
                 (Growth::Series, _) | (_, 1) => ints(&args.args, i),
                 _ => Vec::new(),
             }),
+            total: match self.growth {
+                Growth::Concat => concat_lengths(&args.args, rows, false),
+                Growth::ConcatWs => concat_lengths(&args.args, rows, true),
+                _ => Vec::new(),
+            },
         };
         let mut total: u128 = 0;
         for r in 0..rows {
@@ -196,5 +227,132 @@ impl ScalarUDFImpl for Bounded {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         self.check(&args)?;
         self.inner.invoke_with_args(args)
+    }
+}
+
+/// Plans `text || text` as [`ConcatOp`]: the operator allocates its result before any memory
+/// pool sees it, so a recursive query doubling a string could take the process past its limit.
+#[derive(Debug)]
+struct ConcatPlanner {
+    max_bytes: usize,
+}
+
+impl datafusion::logical_expr::planner::ExprPlanner for ConcatPlanner {
+    fn plan_binary_op(
+        &self,
+        expr: datafusion::logical_expr::planner::RawBinaryExpr,
+        schema: &datafusion::common::DFSchema,
+    ) -> Result<
+        datafusion::logical_expr::planner::PlannerResult<
+            datafusion::logical_expr::planner::RawBinaryExpr,
+        >,
+    > {
+        use datafusion::logical_expr::ExprSchemable;
+        use datafusion::logical_expr::planner::PlannerResult;
+        if expr.op != datafusion::sql::sqlparser::ast::BinaryOperator::StringConcat {
+            return Ok(PlannerResult::Original(expr));
+        }
+        let ty = |e: &datafusion::logical_expr::Expr| e.get_type(schema).ok();
+        let text = |t: &Option<DataType>| {
+            matches!(
+                t,
+                Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            )
+        };
+        let list = |t: &Option<DataType>| {
+            matches!(
+                t,
+                Some(DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..))
+            )
+        };
+        let (l, r) = (ty(&expr.left), ty(&expr.right));
+        if !(text(&l) || text(&r)) || list(&l) || list(&r) {
+            return Ok(PlannerResult::Original(expr));
+        }
+        let op = ScalarUDF::new_from_impl(ConcatOp {
+            max_bytes: self.max_bytes,
+            signature: Signature::any(2, datafusion::logical_expr::Volatility::Immutable),
+        });
+        Ok(PlannerResult::Planned(op.call(vec![expr.left, expr.right])))
+    }
+}
+
+/// `a || b` on text, behind the value bound: NULL when either side is NULL, as the operator.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ConcatOp {
+    max_bytes: usize,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ConcatOp {
+    fn name(&self) -> &str {
+        "tip_concat"
+    }
+
+    fn display_name(&self, args: &[datafusion::logical_expr::Expr]) -> Result<String> {
+        match args {
+            [a, b] => Ok(format!("{a} || {b}")),
+            _ => Ok("||".into()),
+        }
+    }
+
+    /// Named as the operator would be: an answer's column names do not change.
+    fn schema_name(&self, args: &[datafusion::logical_expr::Expr]) -> Result<String> {
+        match args {
+            [a, b] => Ok(format!("{} || {}", a.schema_name(), b.schema_name())),
+            _ => Ok("||".into()),
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = if args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+        {
+            1
+        } else {
+            args.number_rows
+        };
+        let lens = concat_lengths(&args.args, rows, false);
+        let mut total: u128 = 0;
+        for size in lens {
+            total += size as u128;
+            if size > self.max_bytes || total > 4 * self.max_bytes as u128 {
+                return Err(DataFusionError::Execution(format!(
+                    "{VALUE_LIMIT}: || would make a value larger than {} MiB",
+                    self.max_bytes / (1024 * 1024)
+                )));
+            }
+        }
+        let text = |i: usize| -> Result<ArrayRef> {
+            let a = args.args[i].to_array(rows)?;
+            Ok(datafusion::arrow::compute::cast(&a, &DataType::Utf8)?)
+        };
+        let (a, b) = (text(0)?, text(1)?);
+        let joined = datafusion::arrow::compute::kernels::concat_elements::concat_elements_utf8(
+            a.as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .ok_or_else(|| DataFusionError::Internal("|| of non-text".into()))?,
+            b.as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .ok_or_else(|| DataFusionError::Internal("|| of non-text".into()))?,
+        )?;
+        let joined: ArrayRef = Arc::new(joined);
+        Ok(match rows == 1 && args.number_rows != 1 {
+            // Both sides were scalars: the answer is one.
+            true => {
+                ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&joined, 0)?)
+            }
+            false => ColumnarValue::Array(joined),
+        })
     }
 }

@@ -13,6 +13,7 @@ mod gate;
 pub mod pg;
 mod reference;
 mod shell;
+mod sortkeys;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,8 +123,8 @@ impl Session {
         as_of: Option<&AsOf>,
         limits: Limits,
     ) -> Result<Session, QueryError> {
-        let ctx = context(limits)?;
-        bounds::install(&ctx, limits.max_value_bytes);
+        let mut ctx = context(limits)?;
+        bounds::install(&mut ctx, limits.max_value_bytes);
         let specs = session_tables(catalog);
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         let points = match as_of {
@@ -299,6 +300,7 @@ fn context(limits: Limits) -> Result<SessionContext, QueryError> {
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(sortkeys::SortKeysAsColumns))
         .build();
     Ok(SessionContext::new_with_state(state))
 }

@@ -117,19 +117,51 @@ impl std::fmt::Display for TextProblem {
 
 impl std::error::Error for TextProblem {}
 
-/// Counts lines of decoded text and refuses NUL bytes and lines too long to be a row.
+/// The line feeds of the decoded text that the row loop has not yet passed, by byte offset:
+/// rows are numbered by counting them, since the CSV reader's own line count lags behind a
+/// CRLF line end (it counts the line feed only when it reads the next row), so it numbered
+/// rows after CRLF one line low and took mixed CRLF and LF line ends for a bare CR.
+#[derive(Debug, Default)]
+struct LineFeeds {
+    pending: std::collections::VecDeque<u64>,
+    passed: u64,
+}
+
+type Feeds = std::rc::Rc<std::cell::RefCell<LineFeeds>>;
+
+impl LineFeeds {
+    /// The line (1-based) of the last character of a record the reader stopped after at byte
+    /// `end` (the reader has consumed the record's terminator, or its CR only of a CRLF):
+    /// every line feed before the terminator's last byte ends an earlier line.
+    fn line_before(&mut self, end: u64) -> u64 {
+        let last = end.saturating_sub(1);
+        while self.pending.front().is_some_and(|&at| at < last) {
+            self.pending.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+/// Counts lines of decoded text, notes where each line ends (for [`LineFeeds`]) and refuses
+/// NUL bytes and lines too long to be a row.
 struct TextGuard<R> {
     inner: R,
     line: u64,
     line_len: usize,
+    offset: u64,
+    feeds: Feeds,
 }
 
 impl<R: Read> Read for TextGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        let mut feeds = self.feeds.borrow_mut();
         for &b in &buf[..n] {
+            self.offset += 1;
             match b {
                 b'\n' => {
+                    feeds.pending.push_back(self.offset - 1);
                     self.line += 1;
                     self.line_len = 0;
                 }
@@ -153,10 +185,13 @@ pub(super) fn read(
     sink: &mut Sink<'_>,
 ) -> Result<u64, SourceError> {
     let raw = open(path, file, spec)?;
+    let feeds = Feeds::default();
     let decoded = TextGuard {
         inner: StrictDecoder::new(raw, spec.encoding),
         line: 1,
         line_len: 0,
+        offset: 0,
+        feeds: feeds.clone(),
     };
     let mut rdr = ::csv::ReaderBuilder::new()
         .delimiter(spec.delimiter)
@@ -174,15 +209,19 @@ pub(super) fn read(
     let mut buf = RowBuffer::new(&spec.wanted, spec.batch_rows);
     let mut values: Vec<Option<String>> = vec![None; spec.wanted.len()];
     let mut record = ::csv::StringRecord::new();
-    let mut last_row = rdr.position().line().saturating_sub(1);
+    let mut last_row = feeds.borrow_mut().line_before(rdr.position().byte());
     loop {
         match rdr.read_record(&mut record) {
             Ok(true) => {
-                let row = record.position().map(|p| p.line()).unwrap_or(last_row + 1);
+                // A row is numbered by the line it starts on: its last line, less the line
+                // breaks inside its (quoted) values.
+                let last = feeds.borrow_mut().line_before(rdr.position().byte());
+                let inside: usize = record.iter().map(|f| f.matches('\n').count()).sum();
+                let row = last.saturating_sub(inside as u64);
                 if row <= last_row {
                     return Err(bare_carriage_return(file, row));
                 }
-                last_row = row;
+                last_row = last;
                 if record.iter().all(|f| f.trim().is_empty()) {
                     continue;
                 }

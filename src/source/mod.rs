@@ -419,3 +419,128 @@ impl RowBuffer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! One numbering rule for every reader: a row is numbered as the partner's own program
+    //! shows it — the line a CSV record or NDJSON object starts on, the spreadsheet row, the
+    //! position (from 1) of a JSON array's element — and so are the rows set aside.
+    use super::*;
+    use arrow::array::AsArray;
+
+    fn spec(format: Format) -> SourceSpec {
+        let o = FormatOptions::default();
+        let wanted = vec!["id".to_string(), "name".to_string()];
+        SourceSpec::from_options("f", format, &o, wanted, 2).unwrap()
+    }
+
+    /// The rows read (number, id) and the rows set aside (number, reason), in file order.
+    fn read_bytes(
+        format: Format,
+        spec: &SourceSpec,
+        bytes: &[u8],
+    ) -> Result<(Vec<(u64, String)>, Vec<(u64, Reason)>), SourceError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, bytes).unwrap();
+        let (mut rows, mut issues) = (Vec::new(), Vec::new());
+        let mut sink = |b: RawBatch| {
+            let n = b
+                .batch
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            let id = b.batch.column(1).as_string::<i32>();
+            for r in 0..b.batch.num_rows() {
+                rows.push((n.value(r) as u64, id.value(r).to_string()));
+            }
+            issues.extend(b.issues.into_iter().map(|i| (i.row, i.reason)));
+            Ok(())
+        };
+        assert_eq!(spec.format, format);
+        read(&path, spec, &mut sink)?;
+        Ok((rows, issues))
+    }
+
+    fn csv_rows(text: &str) -> Result<(Vec<(u64, String)>, Vec<(u64, Reason)>), SourceError> {
+        read_bytes(Format::Csv, &spec(Format::Csv), text.as_bytes())
+    }
+
+    fn numbered(rows: &[(u64, String)]) -> Vec<u64> {
+        rows.iter().map(|(n, _)| *n).collect()
+    }
+
+    #[test]
+    fn csv_rows_are_numbered_by_line_whatever_the_line_ends() {
+        for end in ["\n", "\r\n"] {
+            let text = ["id,name", "a,x", "b,y", "c,z", ""].join(end);
+            let (rows, _) = csv_rows(&text).unwrap();
+            assert_eq!(numbered(&rows), [2, 3, 4], "line end {end:?}");
+        }
+        // A file edited on two systems: CRLF and LF alternate, no bare CR anywhere.
+        let (rows, _) = csv_rows("id,name\r\na,x\nb,y\r\nc,z\nd,w\r\n").unwrap();
+        assert_eq!(numbered(&rows), [2, 3, 4, 5]);
+        let (rows, _) = csv_rows("id,name\na,x\r\nb,y\nc,z\r\n").unwrap();
+        assert_eq!(numbered(&rows), [2, 3, 4]);
+        // Blank lines count as lines; the last row may lack a line end.
+        let (rows, _) = csv_rows("\r\nid,name\r\n\r\na,x\n\nb,y").unwrap();
+        assert_eq!(numbered(&rows), [4, 6]);
+    }
+
+    #[test]
+    fn csv_rows_set_aside_carry_their_line() {
+        let (rows, issues) = csv_rows("id,name\r\na,x\r\nb\r\nc,z\r\n").unwrap();
+        assert_eq!(numbered(&rows), [2, 4]);
+        assert_eq!(issues, [(3, Reason::WrongFieldCount)]);
+    }
+
+    #[test]
+    fn a_bare_carriage_return_is_refused_but_crlf_is_not() {
+        let err = csv_rows("id,name\r\na,x\rb,y\r\n").unwrap_err().to_string();
+        assert!(err.contains("line 2: a carriage return"), "{err}");
+        assert!(csv_rows("id,name\r\na,x\r\n").is_ok());
+    }
+
+    #[test]
+    fn a_multiline_value_numbers_its_row_by_its_first_line() {
+        let mut s = spec(Format::Csv);
+        s.multiline = true;
+        let text = "id,name\r\na,\"two\r\nlines\"\r\nb,y\nc,\"x\ny\nz\"\nd,w\n";
+        let (rows, _) = read_bytes(Format::Csv, &s, text.as_bytes()).unwrap();
+        assert_eq!(numbered(&rows), [2, 4, 5, 8]);
+    }
+
+    #[test]
+    fn ndjson_rows_are_numbered_by_line() {
+        let text = "{\"id\":\"a\"}\r\n\n{\"id\":\"b\"}\n[1]\n{\"id\":\"c\"}";
+        let (rows, issues) =
+            read_bytes(Format::Ndjson, &spec(Format::Ndjson), text.as_bytes()).unwrap();
+        assert_eq!(numbered(&rows), [1, 3, 5]);
+        assert_eq!(issues, [(4, Reason::NotAnObject)]);
+    }
+
+    #[test]
+    fn json_array_elements_are_numbered_from_one() {
+        let text = "[\n{\"id\":\"a\"},\n 7,\n{\"id\":\"b\"}]";
+        let (rows, issues) =
+            read_bytes(Format::Json, &spec(Format::Json), text.as_bytes()).unwrap();
+        assert_eq!(numbered(&rows), [1, 3]);
+        assert_eq!(issues, [(2, Reason::NotAnObject)]);
+    }
+
+    #[test]
+    fn spreadsheet_rows_are_the_sheet_rows() {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        // A title row and a blank row above the header, as partner templates have.
+        sheet.write_string(0, 0, "Register export").unwrap();
+        sheet.write_string(2, 0, "id").unwrap();
+        sheet.write_string(2, 1, "name").unwrap();
+        sheet.write_string(3, 0, "a").unwrap();
+        sheet.write_string(5, 0, "b").unwrap();
+        let bytes = book.save_to_buffer().unwrap();
+        let mut s = spec(Format::Xlsx);
+        s.header_row = 3;
+        let (rows, _) = read_bytes(Format::Xlsx, &s, &bytes).unwrap();
+        assert_eq!(numbered(&rows), [4, 6]);
+    }
+}

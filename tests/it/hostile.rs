@@ -346,6 +346,15 @@ fn hostile_sql_stops_at_a_named_limit() {
             "SELECT unnest(range(1, 300000000))".into(),
             "query.max_value_mib",
         ),
+        // `||` is an operator, not a function: a recursive query doubling a string.
+        (
+            "WITH RECURSIVE r(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM r WHERE length(s) < 200000000) SELECT length(max(s)) FROM r".into(),
+            "query.max_value_mib",
+        ),
+        (
+            "SELECT length(concat(repeat('x', 12000000), repeat('y', 12000000)))".into(),
+            "query.max_value_mib",
+        ),
     ];
     let file = env.path("hostile.sql");
     for (sql, limit) in &cases {
@@ -370,6 +379,33 @@ fn hostile_sql_stops_at_a_named_limit() {
             r.peak_mib
         );
     }
+    // A window over 60 M rows sorted by an expression that reads no column: the sort spills
+    // (or stops at the memory limit) instead of sorting every row outside the pool.
+    let r = run(
+        &env,
+        Some(&cfg),
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT max(r) AS m FROM (SELECT row_number() OVER (ORDER BY random()) AS r FROM generate_series(1, 60000000))",
+        ],
+    );
+    assert!(
+        (r.ok && r.stdout == "m\n60000000\n") || r.stderr.contains("query.memory_limit_mib"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.peak_mib < 1024,
+        "window over 60 M rows: peak {} MiB",
+        r.peak_mib
+    );
+    eprintln!(
+        "hostile sql: window over 60 M rows -> ok {}, peak {} MiB",
+        r.ok, r.peak_mib
+    );
     // Just under the limits, a long statement still runs (on a worker's large stack).
     let terms = vec!["1"; 4000].join("+");
     let r = run(
