@@ -123,21 +123,33 @@ impl std::error::Error for TextProblem {}
 /// rows after CRLF one line low and took mixed CRLF and LF line ends for a bare CR.
 #[derive(Debug, Default)]
 struct LineFeeds {
-    pending: std::collections::VecDeque<u64>,
+    /// Offsets of line feeds (`true`) and carriage returns (`false`) not yet passed.
+    pending: std::collections::VecDeque<(u64, bool)>,
     passed: u64,
 }
 
 type Feeds = std::rc::Rc<std::cell::RefCell<LineFeeds>>;
 
 impl LineFeeds {
-    /// The line (1-based) of the last character of a record the reader stopped after at byte
-    /// `end` (the reader has consumed the record's terminator, or its CR only of a CRLF):
-    /// every line feed before the terminator's last byte ends an earlier line.
-    fn line_before(&mut self, end: u64) -> u64 {
-        let last = end.saturating_sub(1);
-        while self.pending.front().is_some_and(|&at| at < last) {
+    /// The line (1-based) a record starts on, given the byte `start` where the reader began
+    /// reading it: line ends before it are passed, then the line ends the reader skipped
+    /// before the record's first character (a CRLF's line feed, blank lines).
+    fn line_of_record(&mut self, start: u64) -> u64 {
+        while let Some(&(at, feed)) = self.pending.front() {
+            if at >= start {
+                break;
+            }
             self.pending.pop_front();
-            self.passed += 1;
+            self.passed += feed as u64;
+        }
+        let mut at_pos = start;
+        while let Some(&(at, feed)) = self.pending.front() {
+            if at != at_pos {
+                break;
+            }
+            self.pending.pop_front();
+            self.passed += feed as u64;
+            at_pos += 1;
         }
         self.passed + 1
     }
@@ -161,9 +173,13 @@ impl<R: Read> Read for TextGuard<R> {
             self.offset += 1;
             match b {
                 b'\n' => {
-                    feeds.pending.push_back(self.offset - 1);
+                    feeds.pending.push_back((self.offset - 1, true));
                     self.line += 1;
                     self.line_len = 0;
+                }
+                b'\r' => {
+                    feeds.pending.push_back((self.offset - 1, false));
+                    self.line_len += 1;
                 }
                 0 => return Err(std::io::Error::other(TextProblem::Nul { line: self.line })),
                 _ => self.line_len += 1,
@@ -203,25 +219,27 @@ pub(super) fn read(
         row,
         encoding: spec.encoding.name().to_string(),
     };
+    let header_start = rdr.position().byte();
     let headers = header(&mut rdr, file, spec, &enc_err)?;
     let idx = match_headers(&headers, &spec.wanted);
     super::check_required(file, spec, &idx)?;
     let mut buf = RowBuffer::new(&spec.wanted, spec.batch_rows);
     let mut values: Vec<Option<String>> = vec![None; spec.wanted.len()];
     let mut record = ::csv::StringRecord::new();
-    let mut last_row = feeds.borrow_mut().line_before(rdr.position().byte());
+    // The header's line (a header with line breaks inside its names has no rows after it).
+    let mut last_row = feeds.borrow_mut().line_of_record(header_start);
     loop {
+        let start = rdr.position().byte();
         match rdr.read_record(&mut record) {
             Ok(true) => {
-                // A row is numbered by the line it starts on: its last line, less the line
-                // breaks inside its (quoted) values.
-                let last = feeds.borrow_mut().line_before(rdr.position().byte());
+                // A row is numbered by the line it starts on; it ends that many line breaks
+                // inside its (quoted) values later.
+                let row = feeds.borrow_mut().line_of_record(start);
                 let inside: usize = record.iter().map(|f| f.matches('\n').count()).sum();
-                let row = last.saturating_sub(inside as u64);
                 if row <= last_row {
                     return Err(bare_carriage_return(file, row));
                 }
-                last_row = last;
+                last_row = row + inside as u64;
                 if record.iter().all(|f| f.trim().is_empty()) {
                     continue;
                 }
