@@ -457,9 +457,13 @@ impl Lake {
                 .and_then(|b| b.build())
                 .map_err(|e| Self::err(table_name, e))?;
         let commit = commit_properties(metadata.clone());
+        // The same Parquet as a first load writes (row groups of 128 Ki rows, zstd), and files
+        // of the same size: a replacing commit's files are read like any other.
         let write = table
             .write(vec![])
             .with_input_plan(plan)
+            .with_writer_properties(writer_properties())
+            .with_target_file_size(std::num::NonZeroU64::new(TARGET_FILE_BYTES))
             .with_commit_properties(commit);
         let written = match replace {
             Some(p) => {

@@ -546,3 +546,96 @@ fn a_drop_folder_gives_only_its_own_regular_files() {
     assert!(q.ok, "{}", q.stderr);
     assert_eq!(q.stdout, "n\n1\n", "only the regular file is a submission");
 }
+
+/// The two statements that escaped `query.memory_limit_mib` (a window over 60 M rows sorted by
+/// an expression that reads no column; a recursive query doubling a string with `||`), through
+/// every door of one server with a 512 MiB query limit: each answers or stops at a named limit,
+/// and the server's peak memory stays bounded.
+#[test]
+fn the_escaping_statements_are_bounded_on_every_door() {
+    use crate::serve::{sql, start_full, token};
+    const WINDOW: &str = "SELECT max(r) AS m FROM (SELECT row_number() OVER (ORDER BY random()) AS r FROM generate_series(1, 60000000))";
+    const DOUBLING: &str = "WITH RECURSIVE r(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM r WHERE length(s) < 200000000) SELECT length(max(s)) AS n FROM r";
+    let env = Env::new();
+    let (s, lines) = start_full(
+        &env,
+        false,
+        &[
+            ("memory_limit_mib = 2048", "memory_limit_mib = 512"),
+            ("timeout_seconds = 60", "timeout_seconds = 120"),
+        ],
+        &["--flight", "127.0.0.1:0", "--postgres", "127.0.0.1:0"],
+    );
+    let port_of = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:?}"))
+            .to_string()
+    };
+    let flight = port_of("tip serve: Flight SQL on grpc://");
+    let pg = port_of("tip serve: Postgres on postgresql://");
+    let analyst = token(&env, &s.cfg, "analyst", None);
+    let o = env.tip(&["--config", s.cfg.to_str().unwrap(), "token", "list"]);
+    let analyst_id = crate::common::stdout(&o)
+        .lines()
+        .rfind(|l| l.split_whitespace().nth(1) == Some("analyst"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    // One statement through each door: (answered, text of the answer or the error).
+    let http = |q: &str| {
+        let r = sql(&s, &analyst, q, "text/csv");
+        (r.status == 200, r.text())
+    };
+    let flight_sql = |q: &str| {
+        let script = "import sys, adbc_driver_flightsql.dbapi as f\n\
+            c = f.connect('grpc://' + sys.argv[1], db_kwargs={'adbc.flight.sql.authorization_header': 'Bearer ' + sys.argv[2]})\n\
+            cur = c.cursor()\n\
+            try:\n    cur.execute(sys.argv[3]); print(cur.fetchall()[0][0])\n\
+            except Exception as e:\n    print(e); sys.exit(3)\n";
+        let o = std::process::Command::new("python3")
+            .args(["-c", script, &flight, &analyst, q])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", crate::common::stdout(&o), crate::common::stderr(&o));
+        (o.status.success(), text)
+    };
+    let (host, port) = pg.rsplit_once(':').unwrap();
+    let postgres = |q: &str| {
+        let o = std::process::Command::new("psql")
+            .args(["-X", "-A", "-t", "-d"])
+            .arg(format!(
+                "host={host} port={port} dbname=tip user={analyst_id} password={analyst} sslmode=disable"
+            ))
+            .args(["-c", q])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", crate::common::stdout(&o), crate::common::stderr(&o));
+        (o.status.success(), text)
+    };
+    let doors: [(&str, &dyn Fn(&str) -> (bool, String)); 3] = [
+        ("HTTP", &http),
+        ("Flight SQL", &flight_sql),
+        ("Postgres", &postgres),
+    ];
+    for (door, run) in doors {
+        let (answered, text) = run(WINDOW);
+        assert!(
+            (answered && text.contains("60000000")) || text.contains("query.memory_limit_mib"),
+            "{door}: {text}"
+        );
+        let (ok, text) = run(DOUBLING);
+        assert!(
+            !ok && text.contains("query.max_value_mib"),
+            "{door}: {text}"
+        );
+        let peak = server_peak_mib(s.child.id());
+        eprintln!(
+            "escaping statements via {door}: window answered {answered}, server peak {peak} MiB"
+        );
+        assert!(peak < 1024, "{door}: server peak {peak} MiB");
+    }
+    // The server still answers.
+    assert_eq!(http("SELECT 1 AS n").1, "n\n1\n");
+}

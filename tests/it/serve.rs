@@ -760,6 +760,84 @@ fn uploads_declare_snapshots_and_withdrawals_and_receipts_count_the_changes() {
     );
 }
 
+/// A partner's monthly full re-export through the upload API: 30 000 records sent again, each
+/// changed, then again as a complete snapshot with rows set aside whose keys can be read.
+#[test]
+fn a_whole_register_uploaded_again_replaces_every_record() {
+    const N: usize = 30_000;
+    let env = Env::new();
+    // Not the small configuration: a register of 30 000 rows is over its 1 MiB upload limit.
+    let s = start_with(&env, false);
+    let a = token(&env, &s.cfg, "partner", Some("LT-NGO-01"));
+    let analyst = token(&env, &s.cfg, "analyst", None);
+    let register = |status: &str, bad_every: usize| {
+        let mut csv = String::from(
+            "case_number,given_name,family_name,birth_date,registered_on,gender,status\n",
+        );
+        for i in 0..N {
+            // Every `bad_every`th row has a birth date that does not exist (its key is fine).
+            let born = match bad_every > 0 && i % bad_every == 0 {
+                true => "2010-02-30".to_string(),
+                false => format!("2010-01-{:02}", 1 + i % 28),
+            };
+            csv.push_str(&format!(
+                "R{i},Given{},Family{},{born},2025-{:02}-{:02},female,{status}\n",
+                i % 997,
+                i % 1009,
+                1 + i % 12,
+                1 + i % 28
+            ));
+        }
+        csv
+    };
+    let upload = |query: &str, body: String| {
+        post(
+            &s,
+            &format!("/api/v1/uploads?type=case&format=csv{query}"),
+            &a,
+            &[("Content-Type", "text/csv")],
+            body.as_bytes(),
+        )
+    };
+    let changes = |r: &Reply| {
+        assert_eq!(r.status, 201, "{}", r.text());
+        let rc = r.json();
+        [
+            "rows_inserted",
+            "rows_updated",
+            "rows_removed",
+            "rows_kept",
+            "rows_quarantined",
+        ]
+        .map(|k| rc[k].as_u64().unwrap())
+    };
+    assert_eq!(
+        changes(&upload("", register("presumed", 0))),
+        [N as u64, 0, 0, 0, 0]
+    );
+    assert_eq!(
+        changes(&upload("", register("identified", 0))),
+        [0, N as u64, 0, 0, 0]
+    );
+    // A snapshot of every period with every 1000th row set aside: those 30 records stay as
+    // they were (identified), the rest are replaced (presumed), nothing is removed.
+    let snap = changes(&upload(
+        "&mode=snapshot&period=all",
+        register("presumed", 1000),
+    ));
+    assert_eq!(snap, [0, N as u64 - 30, 0, 30, 30]);
+    let q = sql(
+        &s,
+        &analyst,
+        "SELECT status, count(*) AS n FROM cases GROUP BY 1 ORDER BY 1",
+        "text/csv",
+    );
+    assert_eq!(
+        q.text(),
+        format!("status,n\nidentified,30\npresumed,{}\n", N - 30)
+    );
+}
+
 #[test]
 fn hostile_uploads_and_sql_leave_the_server_serving() {
     let env = Env::new();

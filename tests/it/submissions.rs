@@ -568,6 +568,67 @@ fn killed_resubmissions_leave_one_whole_version() {
     );
 }
 
+/// Four large re-submissions of one partner's records at once: each replaces its records with
+/// a row test of its keys, which the Delta conflict checker cannot read back; a commit that
+/// lost the race is counted and written again, never refused or doubled.
+#[test]
+fn racing_large_resubmissions_all_land() {
+    const N: usize = 12_000;
+    let env = Env::new();
+    ok(&load(
+        &env,
+        "LT-NGO-01",
+        &[],
+        &register(&env, "all.csv", N, "presumed"),
+    ));
+    // Four slices of the register, each sent again with a new status.
+    let slices: Vec<PathBuf> = (0..4)
+        .map(|s| {
+            let all = register(&env, &format!("all-{s}.csv"), N, "identified");
+            let text = std::fs::read_to_string(&all).unwrap();
+            let mut lines = text.lines();
+            let mut out = format!("{}\n", lines.next().unwrap());
+            for (i, l) in lines.enumerate() {
+                if i % 4 == s {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+            std::fs::write(&all, out).unwrap();
+            all
+        })
+        .collect();
+    let children: Vec<_> = slices
+        .iter()
+        .map(|f| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_tip"))
+                .current_dir(crate::common::repo())
+                .env_remove("TIP_KEY")
+                .args(["--lake", env.lake.to_str().unwrap()])
+                .args(["--key-file", env.key.to_str().unwrap()])
+                .args(["load", "--partner", "LT-NGO-01", "--type", "case"])
+                .arg(f)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        let out = ok(&o);
+        assert!(
+            out.contains(&format!("0 inserted, {} updated", N / 4)),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        rows(&env, "SELECT status, count(*) FROM cases GROUP BY 1"),
+        vec![format!("identified,{N}")]
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM submissions"), 5);
+}
+
 /// A file edited on two systems (CRLF and LF lines alternate) is read, and its rows are
 /// numbered by CSV line in the summary and in the quarantine, as the partner sees them.
 #[test]
