@@ -27,6 +27,18 @@ fn load(env: &Env, partner: &str, extra: &[&str], f: &Path) -> Output {
     env.tip(&args)
 }
 
+/// `tip load` of `f` for LT-NGO-01 as a process of its own (to run beside others, or to kill).
+fn load_command(env: &Env, f: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tip"));
+    c.current_dir(crate::common::repo())
+        .env_remove("TIP_KEY")
+        .args(["--lake", env.lake.to_str().unwrap()])
+        .args(["--key-file", env.key.to_str().unwrap()])
+        .args(["load", "--partner", "LT-NGO-01", "--type", "case"])
+        .arg(f);
+    c
+}
+
 fn ok(o: &Output) -> String {
     assert!(o.status.success(), "{}{}", stdout(o), stderr(o));
     stdout(o)
@@ -508,13 +520,7 @@ fn killed_resubmissions_leave_one_whole_version() {
     })
     .collect();
     let spawn = |f: &Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_tip"))
-            .current_dir(crate::common::repo())
-            .env_remove("TIP_KEY")
-            .args(["--lake", env.lake.to_str().unwrap()])
-            .args(["--key-file", env.key.to_str().unwrap()])
-            .args(["load", "--partner", "LT-NGO-01", "--type", "case"])
-            .arg(f)
+        load_command(&env, f)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -601,13 +607,7 @@ fn racing_large_resubmissions_all_land() {
     let children: Vec<_> = slices
         .iter()
         .map(|f| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_tip"))
-                .current_dir(crate::common::repo())
-                .env_remove("TIP_KEY")
-                .args(["--lake", env.lake.to_str().unwrap()])
-                .args(["--key-file", env.key.to_str().unwrap()])
-                .args(["load", "--partner", "LT-NGO-01", "--type", "case"])
-                .arg(f)
+            load_command(&env, f)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -712,13 +712,7 @@ fn killed_loads_lose_nothing_and_duplicate_nothing() {
         file(&env, &format!("k{f}.csv"), &refs)
     };
     let spawn = |f: &Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_tip"))
-            .current_dir(crate::common::repo())
-            .env_remove("TIP_KEY")
-            .args(["--lake", env.lake.to_str().unwrap()])
-            .args(["--key-file", env.key.to_str().unwrap()])
-            .args(["load", "--partner", "LT-NGO-01", "--type", "case"])
-            .arg(f)
+        load_command(&env, f)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
