@@ -240,7 +240,13 @@ impl Commit<'_> {
             Mode::Withdraw => {
                 self.ing
                     .lake
-                    .delete_where(&record.table, &scope, metadata)
+                    .delete_where(
+                        &record.table,
+                        record.stored_schema(),
+                        &scope,
+                        &read,
+                        metadata,
+                    )
                     .await?
             }
             _ => self.write(one, &scope, &read, metadata).await?,

@@ -5,14 +5,16 @@
 //! Opening a lake reads nothing and writes nothing: readers (analysts, extracts) never create
 //! a table or a directory. Only a writer calls [`Lake::create_missing_tables`].
 //!
-//! A submission is committed as one Delta commit on its record table: new files added and the
-//! partner's earlier rows for the same period removed together (`replace_where`), so a reader
-//! sees the old submission or the new one, never both or neither. The ledger row is written
+//! A submission is committed as one Delta commit on its record table: its new files added, and
+//! the files holding rows it replaces removed in the same commit (the rows of those files that
+//! it keeps written again, see [`submit`]), so a reader sees the old submission or the new one,
+//! never both or neither. The ledger row is written
 //! after the data commit; a crash between the two leaves consistent data, and re-running the
 //! same file replaces it with identical rows.
 
 mod scope;
 pub mod store;
+mod submit;
 pub mod system;
 
 pub use scope::{FEW_KEYS, KeyTest, Keys, Scope, ScopeRead};
@@ -20,22 +22,14 @@ pub use scope::{FEW_KEYS, KeyTest, Keys, Scope, ScopeRead};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::AsArray;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::catalog::streaming::StreamingTable;
-use datafusion::datasource::provider_as_source;
-use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
-use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::logical_expr::{col, lit};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use futures::StreamExt;
 use url::Url;
 
 use crate::schema::{Catalog, PARTITION_COLUMNS};
@@ -435,51 +429,6 @@ impl Lake {
         Ok(out)
     }
 
-    /// Commits a stream of rows into `table`, replacing the rows that match `replace` in the
-    /// same commit. Returns the new table version. When the stream fails, nothing is committed.
-    async fn replace_with_stream(
-        &self,
-        table_name: &str,
-        schema: SchemaRef,
-        stream: SendableRecordBatchStream,
-        replace: Option<Expr>,
-        metadata: Vec<(String, serde_json::Value)>,
-    ) -> Result<i64, LakeError> {
-        let table = self.table(table_name, None).await?;
-        let part: Arc<dyn PartitionStream> = Arc::new(OnceStream {
-            schema: schema.clone(),
-            stream: Mutex::new(Some(stream)),
-        });
-        let provider =
-            StreamingTable::try_new(schema, vec![part]).map_err(|e| Self::err(table_name, e))?;
-        let plan =
-            LogicalPlanBuilder::scan("submission", provider_as_source(Arc::new(provider)), None)
-                .and_then(|b| b.build())
-                .map_err(|e| Self::err(table_name, e))?;
-        let commit = commit_properties(metadata.clone());
-        // The same Parquet as a first load writes (row groups of 128 Ki rows, zstd), and files
-        // of the same size: a replacing commit's files are read like any other.
-        let write = table
-            .write(vec![])
-            .with_input_plan(plan)
-            .with_writer_properties(writer_properties())
-            .with_target_file_size(std::num::NonZeroU64::new(TARGET_FILE_BYTES))
-            .with_commit_properties(commit);
-        let written = match replace {
-            Some(p) => {
-                write
-                    .with_save_mode(SaveMode::Overwrite)
-                    .with_replace_where(p)
-                    .await
-            }
-            None => write.with_save_mode(SaveMode::Append).await,
-        };
-        match written {
-            Ok(t) => Ok(t.version().map(|v| v as i64).unwrap_or(-1)),
-            Err(e) => self.after_failed_commit(table_name, &metadata, e).await,
-        }
-    }
-
     /// A commit failed: if it landed all the same (the store took it but the answer was lost,
     /// or a retried request found it), its version; otherwise the error, as a conflict when
     /// another writer won. Only commits that carry a submission id can be recognised, by the
@@ -519,181 +468,6 @@ impl Lake {
             .into_iter()
             .find(|(_, m)| m.get(SUBMISSION_METADATA) == Some(&id))
             .map(|(v, _)| v)
-    }
-
-    /// Commits the batches a producer sends on `rx` (an error from it aborts the commit), in
-    /// place of the rows in `scope`.
-    pub async fn replace_from_channel(
-        &self,
-        table_name: &str,
-        schema: SchemaRef,
-        rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, String>>,
-        scope: &Scope<'_>,
-        read: &ScopeRead,
-        metadata: Vec<(String, serde_json::Value)>,
-    ) -> Result<i64, LakeError> {
-        if scope.adds_only() {
-            return self
-                .append_months(table_name, rx, scope, read, metadata)
-                .await;
-        }
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|x| (x.map_err(datafusion::error::DataFusionError::Execution), rx))
-        });
-        let stream = Box::pin(RecordBatchStreamAdapter::new(
-            schema.clone(),
-            stream.boxed(),
-        ));
-        self.replace_with_stream(
-            table_name,
-            schema,
-            stream,
-            Some(scope.predicate()),
-            metadata,
-        )
-        .await
-    }
-
-    /// Adds the batches a producer sends on `rx` in one commit that replaces nothing. The
-    /// batches come a month at a time (see `ingest::passes`): each month is encoded by a writer
-    /// of its own, as many at once as there are cores, and its files are finished when its
-    /// rows end, so memory holds a few months' rows, not the file's, and files are as large
-    /// as their month allows. The files become part of the table only with the commit: an
-    /// error leaves them unreferenced, outside the table.
-    ///
-    /// The commit is made against the version [`Lake::scope_keys`] read, and declares that it
-    /// read the partner's rows in its country: a commit that added rows of that partner since
-    /// (another submission of the same records, racing) makes it conflict, so the submission is
-    /// counted again against the table as it is then, never appended beside them.
-    async fn append_months(
-        &self,
-        table_name: &str,
-        mut rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, String>>,
-        scope: &Scope<'_>,
-        read: &ScopeRead,
-        metadata: Vec<(String, serde_json::Value)>,
-    ) -> Result<i64, LakeError> {
-        let err = |e: &dyn std::fmt::Display| Self::err(table_name, e);
-        let at = read.version.map(TablePoint::Version);
-        let table = self.table(table_name, at.as_ref()).await?;
-        let mut months = MonthWriters::new(&table);
-        let mut adds = Vec::new();
-        let outcome: Result<(), LakeError> = async {
-            while let Some(item) = rx.recv().await {
-                let batch = item.map_err(|e| err(&e))?;
-                adds.extend(months.write(batch).await.map_err(|e| err(&e))?);
-            }
-            adds.extend(months.finish().await.map_err(|e| err(&e))?);
-            Ok(())
-        }
-        .await;
-        if let Err(e) = outcome {
-            months.abort().await;
-            return Err(e);
-        }
-        let quoted = |v: &str| format!("'{}'", v.replace('\'', "''"));
-        let operation = deltalake::protocol::DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: Some(PARTITION_COLUMNS.iter().map(|c| c.to_string()).collect()),
-            predicate: Some(format!(
-                "partner = {} AND reporting_country = {}",
-                quoted(scope.partner),
-                quoted(scope.country)
-            )),
-        };
-        let snapshot = table.snapshot().map_err(|e| err(&e))?;
-        let actions = adds
-            .into_iter()
-            .map(deltalake::kernel::Action::Add)
-            .collect();
-        let committed = deltalake::kernel::transaction::CommitBuilder::from(commit_properties(
-            metadata.clone(),
-        ))
-        .with_actions(actions)
-        .build(Some(snapshot), table.log_store(), operation)
-        .await;
-        match committed {
-            Ok(c) => Ok(c.version() as i64),
-            Err(e) => self.after_failed_commit(table_name, &metadata, e).await,
-        }
-    }
-
-    /// Deletes the rows in `scope` in one commit carrying `metadata`. Returns the new table
-    /// version.
-    pub async fn delete_where(
-        &self,
-        table_name: &str,
-        scope: &Scope<'_>,
-        metadata: Vec<(String, serde_json::Value)>,
-    ) -> Result<i64, LakeError> {
-        let table = self.table(table_name, None).await?;
-        let commit = commit_properties(metadata.clone());
-        let written = table
-            .delete()
-            .with_predicate(scope.predicate())
-            .with_commit_properties(commit)
-            .await;
-        match written {
-            Ok((t, _)) => Ok(t.version().map(|v| v as i64).unwrap_or(-1)),
-            Err(e) => self.after_failed_commit(table_name, &metadata, e).await,
-        }
-    }
-
-    /// Counts the partner's rows that the submission in `scope` replaces, removes or keeps,
-    /// which is what an upsert, snapshot or withdrawal reports. With a few keys the filter
-    /// names them, so files whose statistics rule them out are skipped; otherwise the
-    /// partner's files in the country are read (compaction keeps them few) and each row's key
-    /// is tested as it streams past: no list of every key is built or held.
-    pub async fn scope_keys(
-        &self,
-        table_name: &str,
-        scope: &Scope<'_>,
-    ) -> Result<ScopeRead, LakeError> {
-        let Some(table) = self.try_table(table_name, None).await? else {
-            return Ok(ScopeRead::default());
-        };
-        let err = |e: &dyn std::fmt::Display| Self::err(table_name, e);
-        let ctx = datafusion::prelude::SessionContext::new();
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| err(&e))?;
-        let provider = table.table_provider().await.map_err(|e| err(&e))?;
-        let mut stream = ctx
-            .read_table(provider)
-            .and_then(|df| {
-                df.filter(scope.read_filter())?
-                    .select_columns(&["record_key", "period"])
-            })
-            .map_err(|e| err(&e))?
-            .execute_stream()
-            .await
-            .map_err(|e| err(&e))?;
-        let mut read = ScopeRead {
-            version: table.version(),
-            ..ScopeRead::default()
-        };
-        while let Some(b) = stream.next().await {
-            let b = b.map_err(|e| err(&e))?;
-            let text = |i: usize| {
-                arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)
-                    .map_err(|e| err(&e))
-            };
-            let (k, p) = (text(0)?, text(1)?);
-            let (k, p) = (k.as_string::<i32>(), p.as_string::<i32>());
-            for r in 0..b.num_rows() {
-                scope
-                    .count(k.value(r), p.value(r), &mut read)
-                    .map_err(|e| {
-                        err(&format!(
-                            "cannot read the submission's staged record keys ({})",
-                            e.kind()
-                        ))
-                    })?;
-            }
-        }
-        Ok(read)
     }
 
     /// Deletes the rows where `column = value` in one commit; returns how many rows went.
@@ -877,175 +651,6 @@ impl Lake {
     }
 }
 
-type MonthTask = tokio::task::JoinHandle<Result<Vec<deltalake::kernel::Add>, DeltaTableError>>;
-
-/// The writers of [`Lake::append_months`]: one task per month (country and period), at most
-/// one per core at once; a month's task ends when the next month begins.
-struct MonthWriters<'a> {
-    table: &'a DeltaTable,
-    running: std::collections::VecDeque<MonthTask>,
-    current: Option<((String, String), tokio::sync::mpsc::Sender<RecordBatch>)>,
-    at_once: usize,
-    /// Set when the submission failed: each writer then abandons its files (multipart uploads
-    /// aborted) instead of finishing them.
-    abandoned: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl<'a> MonthWriters<'a> {
-    fn new(table: &'a DeltaTable) -> MonthWriters<'a> {
-        MonthWriters {
-            table,
-            running: Default::default(),
-            current: None,
-            at_once: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            abandoned: Default::default(),
-        }
-    }
-
-    /// Sends a batch to its month's writer, starting one when the month changes; returns the
-    /// files of a month that finished meanwhile.
-    async fn write(
-        &mut self,
-        batch: RecordBatch,
-    ) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
-        let month = partition_of(&batch).unwrap_or_default();
-        let mut done = Vec::new();
-        if self.current.as_ref().map(|(m, _)| m) != Some(&month) {
-            self.current = None;
-            if self.running.len() >= self.at_once {
-                done = self.join_oldest().await?;
-            }
-            // One batch waits for the writer while it encodes the one before: a month's
-            // writer holds at most two of them.
-            let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(1);
-            let abandoned = self.abandoned.clone();
-            self.running.push_back(tokio::spawn(write_month(
-                self.table.clone(),
-                month.clone(),
-                rx,
-                abandoned,
-            )));
-            self.current = Some((month, tx));
-        }
-        if let Some((_, tx)) = &self.current
-            && tx.send(batch).await.is_err()
-        {
-            // The writer stopped: its error is the answer.
-            self.current = None;
-            return match self.running.pop_back() {
-                Some(t) => t.await.map_err(DeltaTableError::generic)?.map(|_| done),
-                None => Err(DeltaTableError::generic("month writer stopped")),
-            };
-        }
-        Ok(done)
-    }
-
-    async fn join_oldest(&mut self) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
-        match self.running.pop_front() {
-            Some(t) => t.await.map_err(DeltaTableError::generic)?,
-            None => Ok(Vec::new()),
-        }
-    }
-
-    async fn finish(&mut self) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
-        self.current = None;
-        let mut adds = Vec::new();
-        while !self.running.is_empty() {
-            adds.extend(self.join_oldest().await?);
-        }
-        Ok(adds)
-    }
-
-    /// Every writer abandons what it wrote; waits for them to do so.
-    async fn abort(&mut self) {
-        self.abandoned
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.current = None;
-        for t in self.running.drain(..) {
-            let _ = t.await;
-        }
-    }
-}
-
-/// One month's rows into Parquet files in the table's directory (not yet in its log). Every
-/// batch is of the one partition `month` (country, period), so it is written to that
-/// partition as it is: the writer's general path would split each batch by partition, which
-/// copies it whole.
-async fn write_month(
-    table: DeltaTable,
-    month: (String, String),
-    mut rx: tokio::sync::mpsc::Receiver<RecordBatch>,
-    abandoned: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
-    use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
-    let mut writer = RecordBatchWriter::for_table(&table)?
-        .with_writer_properties(writer_properties())
-        .with_target_file_size(TARGET_FILE_BYTES);
-    let (country, period) = month;
-    let values: indexmap::IndexMap<String, delta_kernel::expressions::Scalar> = [
-        (PARTITION_COLUMNS[0].to_string(), country.as_str().into()),
-        (PARTITION_COLUMNS[1].to_string(), period.as_str().into()),
-    ]
-    .into_iter()
-    .collect();
-    while let Some(b) = rx.recv().await {
-        if !in_partition(&b, &country, &period) {
-            writer.reset();
-            return Err(DeltaTableError::generic(
-                "internal error: a batch sent to one partition's writer has rows of another",
-            ));
-        }
-        if let Err(e) = writer.write_partition(b, &values, WriteMode::Default).await {
-            writer.reset();
-            return Err(e);
-        }
-    }
-    if abandoned.load(std::sync::atomic::Ordering::SeqCst) {
-        writer.reset();
-        return Ok(Vec::new());
-    }
-    writer.flush().await
-}
-
-/// Data files are finished at about this size (a month of one partner's submission is
-/// usually one file).
-const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
-
-/// Parquet as tip writes it: zstd (level 1: about snappy's speed, smaller files), statistics
-/// per page for readers that skip, row groups of 128 Ki rows.
-fn writer_properties() -> parquet::file::properties::WriterProperties {
-    parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(
-            parquet::basic::ZstdLevel::try_new(1).unwrap_or_default(),
-        ))
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .build()
-}
-
-/// Every row of `b` is of the partition (`country`, `period`).
-fn in_partition(b: &RecordBatch, country: &str, period: &str) -> bool {
-    use arrow::array::{Array, Scalar, StringArray};
-    let all = |name: &str, value: &str| {
-        b.column_by_name(name).is_some_and(|c| {
-            arrow::compute::kernels::cmp::eq(c, &Scalar::new(StringArray::from(vec![value])))
-                .is_ok_and(|same| same.null_count() == 0 && same.true_count() == b.num_rows())
-        })
-    };
-    all(PARTITION_COLUMNS[0], country) && all(PARTITION_COLUMNS[1], period)
-}
-
-/// The partition (country, month) of a batch's first row.
-fn partition_of(b: &RecordBatch) -> Option<(String, String)> {
-    use arrow::array::Array;
-    let text = |name: &str| {
-        b.column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .filter(|c| !c.is_empty() && c.is_valid(0))
-            .map(|c| c.value(0).to_string())
-    };
-    Some((text("reporting_country")?, text("period")?))
-}
-
 /// The properties of every commit tip makes. Log entries older than the time-travel window are
 /// removed by `tip maintain` (`lake.history_days`), never by a commit: Delta's default would,
 /// after every commit, list the whole log and delete the entries older than 30 days, which
@@ -1089,103 +694,6 @@ fn commit_err(table: &str, e: DeltaTableError) -> LakeError {
         DeltaTableError::Transaction {
             source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_),
         } => conflict,
-        // Another commit landed while this one was written, and the Delta conflict checker
-        // could not parse this commit's predicate back (it cannot know tip's key tests), so it
-        // could not tell whether the two touch the same rows. Taken as a conflict: the
-        // submission is counted and written again against the table as it is now.
-        _ if [scope::SENT_KEY, scope::KEPT_KEY]
-            .iter()
-            .any(|f| e.to_string().contains(&format!("Invalid function '{f}'"))) =>
-        {
-            conflict
-        }
         _ => Lake::err(table, e),
-    }
-}
-
-/// A partition stream that hands out one prepared stream, once.
-struct OnceStream {
-    schema: SchemaRef,
-    stream: Mutex<Option<SendableRecordBatchStream>>,
-}
-
-impl std::fmt::Debug for OnceStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OnceStream")
-    }
-}
-
-impl PartitionStream for OnceStream {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        match self.stream.lock().ok().and_then(|mut s| s.take()) {
-            Some(s) => s,
-            None => {
-                let err = futures::stream::once(async {
-                    Err(datafusion::error::DataFusionError::Execution(
-                        "submission stream already consumed".into(),
-                    ))
-                });
-                Box::pin(RecordBatchStreamAdapter::new(
-                    self.schema.clone(),
-                    err.boxed(),
-                ))
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{ArrayRef, Int64Array, StringArray};
-    use arrow::record_batch::RecordBatch;
-
-    use super::in_partition;
-
-    fn batch(countries: &[Option<&str>], periods: &[Option<&str>]) -> RecordBatch {
-        let rows = Int64Array::from_iter_values(0..countries.len() as i64);
-        RecordBatch::try_from_iter([
-            ("source_row", Arc::new(rows) as ArrayRef),
-            (
-                "reporting_country",
-                Arc::new(StringArray::from(countries.to_vec())),
-            ),
-            ("period", Arc::new(StringArray::from(periods.to_vec()))),
-        ])
-        .expect("batch")
-    }
-
-    /// A month's writer takes a batch only when every row is of its partition: it writes the
-    /// partition's values for the whole batch without looking at the rows again.
-    #[test]
-    fn a_partition_writer_takes_only_its_own_rows() {
-        let one = batch(
-            &[Some("EE"), Some("EE")],
-            &[Some("2024-01"), Some("2024-01")],
-        );
-        assert!(in_partition(&one, "EE", "2024-01"));
-        assert!(!in_partition(&one, "EE", "2024-02"));
-        assert!(!in_partition(&one, "LV", "2024-01"));
-        let two_months = batch(
-            &[Some("EE"), Some("EE")],
-            &[Some("2024-01"), Some("2024-02")],
-        );
-        assert!(!in_partition(&two_months, "EE", "2024-01"));
-        let two_countries = batch(
-            &[Some("EE"), Some("LV")],
-            &[Some("2024-01"), Some("2024-01")],
-        );
-        assert!(!in_partition(&two_countries, "EE", "2024-01"));
-        let no_period = batch(&[Some("EE"), Some("EE")], &[Some("2024-01"), None]);
-        assert!(!in_partition(&no_period, "EE", "2024-01"));
-        let rows = Int64Array::from_iter_values(0..2);
-        let no_column = RecordBatch::try_from_iter([("source_row", Arc::new(rows) as ArrayRef)])
-            .expect("batch");
-        assert!(!in_partition(&no_column, "EE", "2024-01"));
     }
 }

@@ -49,8 +49,9 @@ pub struct Scope<'a> {
 
 /// What [`Lake::scope_keys`](super::Lake::scope_keys) counted among the partner's rows, and the
 /// table version it read them at (None: no table yet). Counts, not keys: a re-submission of a
-/// register of millions holds no key in memory.
-#[derive(Debug, Default, Clone, Copy)]
+/// register of millions holds no key in memory; only the files (a few per month) that hold a
+/// row the commit replaces are named, with how many of their rows it replaces.
+#[derive(Debug, Default, Clone)]
 pub struct ScopeRead {
     /// Rows whose key the submission sends (updated, or withdrawn).
     pub held: u64,
@@ -59,12 +60,16 @@ pub struct ScopeRead {
     /// A snapshot's rows of its period whose key was set aside (kept as they were).
     pub kept: u64,
     pub version: Option<u64>,
+    /// The data files (their URLs, as a scan names them) holding a row the commit replaces,
+    /// and how many such rows each holds: a file whose every row is replaced is removed
+    /// without being read again.
+    pub touched: std::collections::BTreeMap<String, u64>,
 }
 
-/// The two row tests a predicate may call; their names appear in the commit's recorded
-/// predicate, and in the error the Delta conflict checker gives when it cannot parse them back.
-pub(super) const SENT_KEY: &str = "tip_sent_key";
-pub(super) const KEPT_KEY: &str = "tip_kept_key";
+/// The two row tests a predicate may call. They run only in tip's own scans (counting the rows,
+/// and reading the rows a touched file keeps): the Delta library is never asked to parse them.
+const SENT_KEY: &str = "tip_sent_key";
+const KEPT_KEY: &str = "tip_kept_key";
 
 impl Scope<'_> {
     /// The partner's rows in its country.
@@ -113,8 +118,7 @@ impl Scope<'_> {
     }
 
     /// The rows the commit replaces: the partner's rows with one of `keys`, and a snapshot's
-    /// period but the kept keys. The rows a replacing commit writes carry those keys, so they
-    /// conform to it, as Delta requires, and a rival commit that added any of them conflicts.
+    /// period but the kept keys (the same test as [`Scope::count`], as an expression).
     pub(super) fn predicate(&self) -> Expr {
         let period = match (&self.kept, self.snapshot) {
             (Some(kept), Some(_)) => self
@@ -136,13 +140,13 @@ impl Scope<'_> {
     }
 
     /// Counts one row of the partner: sent (held), or of the snapshot's period and left out
-    /// or kept.
+    /// or kept. Whether the commit replaces the row (held or left out).
     pub(super) fn count(
         &self,
         key: &str,
         period: &str,
         read: &mut ScopeRead,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<bool> {
         let sent = match &self.keys {
             Keys::None => false,
             Keys::Few(keys) => keys.iter().any(|k| k == key),
@@ -150,13 +154,19 @@ impl Scope<'_> {
         };
         if sent {
             read.held += 1;
-        } else if self.in_period(period) {
-            match &self.kept {
-                Some(kept) if kept(key)? => read.kept += 1,
-                _ => read.left_out += 1,
+            return Ok(true);
+        }
+        if !self.in_period(period) {
+            return Ok(false);
+        }
+        match &self.kept {
+            Some(kept) if kept(key)? => read.kept += 1,
+            _ => {
+                read.left_out += 1;
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -170,7 +180,7 @@ fn key_test(name: &'static str, test: KeyTest) -> Expr {
     .call(vec![col("record_key")])
 }
 
-/// A row test of record keys (immutable: the Delta writer refuses volatile predicates).
+/// A row test of record keys (immutable: it gives the same answer for the same key).
 struct KeyIn {
     name: &'static str,
     test: KeyTest,
@@ -284,7 +294,8 @@ mod tests {
             ("d", "2025-03"),
             ("e", "2025-04"),
         ] {
-            s.count(k, p, &mut read).unwrap();
+            let replaced = s.count(k, p, &mut read).unwrap();
+            assert_eq!(replaced, matches!(k, "a" | "b" | "d"), "{k}");
         }
         assert_eq!((read.held, read.left_out, read.kept), (2, 1, 1));
         // A key that cannot be looked up is an error, never "not sent".

@@ -653,6 +653,104 @@ fn mixed_line_ends_are_read_and_rows_are_numbered_by_line() {
     );
 }
 
+/// Two partners of one country share the files of each month once they are compacted. A
+/// correction, a snapshot and a withdrawal of one partner remove those files and write again
+/// exactly the rows they do not replace: the other partner's rows and the untouched keys.
+#[test]
+fn a_submission_keeps_every_row_it_does_not_replace_in_shared_files() {
+    let env = Env::new();
+    let register = |name: &str, prefix: &str, n: usize, status: &str| {
+        let rows: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    "{prefix}{i},Given{i},Family{i},2010-01-{:02},2025-{:02}-{:02},female,{status}",
+                    1 + i % 28,
+                    1 + i % 12,
+                    1 + i % 28
+                )
+            })
+            .collect();
+        let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+        file(&env, name, &refs)
+    };
+    ok(&load(
+        &env,
+        "LT-NGO-01",
+        &[],
+        &register("ngo.csv", "N", 300, "presumed"),
+    ));
+    ok(&load(
+        &env,
+        "LT-POL-01",
+        &[],
+        &register("pol.csv", "P", 240, "presumed"),
+    ));
+    ok(&env.tip(&["maintain"]));
+    // Twelve months, both partners in each: one file per month holds both partners' rows.
+    assert_eq!(live_files(&env.lake, "cases"), 12);
+    let police = "SELECT record_key, status, period, case_id FROM cases \
+                  WHERE partner = 'LT-POL-01' ORDER BY 1";
+    let before = rows(&env, police);
+    assert_eq!(before.len(), 240);
+
+    // A correction of 120 of the NGO's 300 cases, in every month.
+    let o = ok(&load(
+        &env,
+        "LT-NGO-01",
+        &[],
+        &register("fix.csv", "N", 120, "identified"),
+    ));
+    assert!(o.contains("0 inserted, 120 updated, 0 removed"), "{o}");
+    assert_eq!(
+        rows(
+            &env,
+            "SELECT partner, status, count(*) FROM cases GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
+        vec![
+            "LT-NGO-01,identified,120",
+            "LT-NGO-01,presumed,180",
+            "LT-POL-01,presumed,240"
+        ]
+    );
+    assert_eq!(rows(&env, police), before);
+    assert_eq!(
+        count(&env, "SELECT count(DISTINCT record_key) FROM cases"),
+        540
+    );
+
+    // A complete snapshot of March from the NGO, with one case only: its other March cases go.
+    let march = file(
+        &env,
+        "march.csv",
+        &["N2,Given2,Family2,2010-01-03,2025-03-03,female,identified"],
+    );
+    let o = ok(&load(&env, "LT-NGO-01", &["--snapshot", "2025-03"], &march));
+    assert!(o.contains("0 inserted, 1 updated, 24 removed"), "{o}");
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM cases WHERE partner = 'LT-NGO-01' AND period = '2025-03'"
+        ),
+        1
+    );
+    assert_eq!(rows(&env, police), before);
+
+    // A withdrawal of 30 NGO cases (none of March but N2).
+    let w = env.path("withdraw.csv");
+    let ids: String = (100..130).map(|i| format!("N{i}\n")).collect();
+    std::fs::write(&w, format!("case_number\n{ids}")).unwrap();
+    let o = ok(&load(&env, "LT-NGO-01", &["--withdraw"], &w));
+    assert!(o.contains("0 inserted, 0 updated, 28 removed"), "{o}");
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM cases WHERE partner = 'LT-NGO-01'"
+        ),
+        300 - 24 - (100..130).filter(|i| i % 12 != 2).count() as u64
+    );
+    assert_eq!(rows(&env, police), before);
+}
+
 #[test]
 fn withdrawals_remove_exactly_the_withdrawn_keys() {
     let env = Env::new();
