@@ -96,6 +96,40 @@ impl TokenStore {
         }
     }
 
+    /// Runs `change` on the records and saves what it returns, holding the store's lock file
+    /// (`<tokens>.lock`, an exclusive lock of the operating system) from the read to the
+    /// rename: two `tip token` commands at once are serialised, so neither loses the other's
+    /// change (a revocation reported done but undone by a token made at the same moment).
+    fn change<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<TokenRecord>) -> Result<Option<T>, TokenError>,
+    ) -> Result<Option<T>, TokenError> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let lock = opts.open(dir.join(name)).map_err(|e| self.err(e))?;
+        lock.lock().map_err(|e| self.err(e))?;
+        let mut all = self.load()?;
+        let out = change(&mut all)?;
+        if out.is_some() {
+            self.save(&all)?;
+        }
+        Ok(out)
+        // The lock is released when `lock` closes.
+    }
+
     fn save(&self, records: &[TokenRecord]) -> Result<(), TokenError> {
         let dir = self
             .path
@@ -114,7 +148,10 @@ impl TokenStore {
         let bytes = serde_json::to_vec_pretty(records).map_err(|e| self.err(e))?;
         let res = opts
             .open(&tmp)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, &bytes)?;
+                f.sync_all()
+            })
             .and_then(|_| std::fs::rename(&tmp, &self.path));
         if res.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -138,38 +175,39 @@ impl TokenStore {
         let token = format!("tip_{}", hex::encode(secret));
         let mut idb = [0u8; 6];
         crate::util::random::fill(&mut idb);
-        let mut all = self.load()?;
-        let salt = hub_salt(&all);
-        let rec = TokenRecord {
-            id: format!("t{}", hex::encode(idb)),
-            role,
-            org: org.map(str::to_string),
-            sha256: hash(&token),
-            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            revoked_at: None,
-            scram_sha256: Some(Scram::derive(&token, &salt, SCRAM_ITERATIONS).to_string()),
-        };
-        all.push(rec.clone());
-        self.save(&all)?;
+        let made = self.change(|all| {
+            let salt = hub_salt(all);
+            let rec = TokenRecord {
+                id: format!("t{}", hex::encode(idb)),
+                role,
+                org: org.map(str::to_string),
+                sha256: hash(&token),
+                created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                revoked_at: None,
+                scram_sha256: Some(Scram::derive(&token, &salt, SCRAM_ITERATIONS).to_string()),
+            };
+            all.push(rec.clone());
+            Ok(Some(rec))
+        })?;
+        let rec = made.ok_or_else(|| self.err("the token was not made"))?;
         Ok((token, rec))
     }
 
     /// Revokes a token by id; false when there is no such token.
     pub fn revoke(&self, id: &str) -> Result<bool, TokenError> {
-        let mut all = self.load()?;
-        let mut found = false;
-        for r in all
-            .iter_mut()
-            .filter(|r| r.id == id && r.revoked_at.is_none())
-        {
-            r.revoked_at =
-                Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            found = true;
-        }
-        if found {
-            self.save(&all)?;
-        }
-        Ok(found)
+        let revoked = self.change(|all| {
+            let mut found = false;
+            for r in all
+                .iter_mut()
+                .filter(|r| r.id == id && r.revoked_at.is_none())
+            {
+                r.revoked_at =
+                    Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                found = true;
+            }
+            Ok(found.then_some(()))
+        })?;
+        Ok(revoked.is_some())
     }
 
     /// The live record of a token, if it is one.
@@ -251,7 +289,7 @@ fn hub_salt(records: &[TokenRecord]) -> Vec<u8> {
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     use hmac::{KeyInit, Mac};
     let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).expect("any key length");
     for p in parts {

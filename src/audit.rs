@@ -15,6 +15,8 @@ use serde_json::{Map, Value};
 pub struct AuditLog {
     path: PathBuf,
     lock: Mutex<()>,
+    /// The key of statement hashes, read (or made) at the first one.
+    key: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl AuditLog {
@@ -22,6 +24,68 @@ impl AuditLog {
         AuditLog {
             path: path.to_path_buf(),
             lock: Mutex::new(()),
+            key: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The file of the log's own key (`<log>.key`, 32 random bytes in hex, readable by its
+    /// owner only), made at the first statement hash. It is not the pseudonymisation key: an
+    /// analysts' server holds it, and it reveals nothing about people.
+    pub fn key_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".key");
+        self.path.with_file_name(name)
+    }
+
+    /// HMAC-SHA-256 of a statement under the log's key, in hex.
+    pub fn statement_mac(&self, sql: &str) -> std::io::Result<String> {
+        let key = match self.key.get() {
+            Some(k) => *k,
+            None => {
+                let k = self.read_or_make_key()?;
+                *self.key.get_or_init(|| k)
+            }
+        };
+        Ok(hex::encode(crate::access::hmac_sha256(
+            &key,
+            &[sql.as_bytes()],
+        )))
+    }
+
+    fn read_or_make_key(&self) -> std::io::Result<[u8; 32]> {
+        let path = self.key_path();
+        let parse = |text: &str| -> std::io::Result<[u8; 32]> {
+            let bytes = hex::decode(text.trim()).map_err(std::io::Error::other)?;
+            bytes
+                .try_into()
+                .map_err(|_| std::io::Error::other("the audit key is not 32 bytes"))
+        };
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return parse(&text);
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut key = [0u8; 32];
+        crate::util::random::fill(&mut key);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        match opts.open(&path) {
+            Ok(mut f) => {
+                f.write_all(hex::encode(key).as_bytes())?;
+                f.sync_all()?;
+                Ok(key)
+            }
+            // Another process made it first: its key is the key.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                parse(&std::fs::read_to_string(&path)?)
+            }
+            Err(e) => Err(e),
         }
     }
 

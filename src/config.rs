@@ -331,6 +331,9 @@ pub struct ServeConfig {
     /// Flight SQL (and, apart, Postgres) connections held open at once; more are closed at
     /// once.
     pub max_connections: usize,
+    /// Seconds a connection to any door may take to log in (Postgres's SCRAM exchange, Flight
+    /// SQL's first call, an HTTP request's headers) before it is closed and its place freed.
+    pub login_timeout_seconds: u64,
 }
 
 impl Default for ServeConfig {
@@ -351,6 +354,7 @@ impl Default for ServeConfig {
             tls_cert: None,
             tls_key: None,
             max_connections: 64,
+            login_timeout_seconds: 10,
         }
     }
 }

@@ -6,7 +6,6 @@ use std::path::Path;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde_json::json;
-use sha2::Digest;
 
 use super::{Actor, App, AppError};
 use crate::lake::AsOf;
@@ -104,7 +103,7 @@ impl App {
         params: Option<Params>,
         actor: Actor<'_>,
     ) -> Result<AuditedAnswer, AppError> {
-        let fields = sql_fields(sql, actor);
+        let fields = sql_fields(&self.audit, sql, actor);
         let started = match params {
             None => session.stream(statement(sql)).await,
             Some(p) => session.stream_with(statement(sql), p).await,
@@ -155,7 +154,7 @@ impl App {
         match session.describe_statement(statement(sql)).await {
             Ok(d) => Ok(d),
             Err(e) => {
-                self.record_unanswered(sql_fields(sql, actor), status_of(&e))?;
+                self.record_unanswered(sql_fields(&self.audit, sql, actor), status_of(&e))?;
                 Err(e.into())
             }
         }
@@ -163,7 +162,7 @@ impl App {
 
     /// Refuses, with its audit record, a statement no analyst door runs (`why` says what).
     pub fn refuse(&self, sql: &str, actor: Actor<'_>, why: &str) -> AppError {
-        if let Err(e) = self.record_unanswered(sql_fields(sql, actor), "refused") {
+        if let Err(e) = self.record_unanswered(sql_fields(&self.audit, sql, actor), "refused") {
             return e;
         }
         QueryError::Refused(why.into()).into()
@@ -172,7 +171,7 @@ impl App {
     /// Refuses, with its audit record, a statement a protocol sends as a change (Flight SQL's
     /// updates and ingestion): the lake is read-only through every door.
     pub fn refuse_change(&self, sql: &str, actor: Actor<'_>) -> AppError {
-        if let Err(e) = self.record_unanswered(sql_fields(sql, actor), "refused") {
+        if let Err(e) = self.record_unanswered(sql_fields(&self.audit, sql, actor), "refused") {
             return e;
         }
         QueryError::Refused(
@@ -297,14 +296,27 @@ fn statement(sql: &str) -> &str {
 }
 
 /// An SQL audit record's fields: who, and the SHA-256 of the text (never the text).
-fn sql_fields(sql: &str, actor: Actor<'_>) -> serde_json::Map<String, serde_json::Value> {
+/// The fields of a `sql` record: who, by which door, with which role, and the statement's
+/// keyed hash (HMAC-SHA-256 under the audit log's own key, [`AuditLog::statement_mac`]):
+/// the same statement has the same hash, so repeated queries can be counted, but nobody
+/// holding the log without its key can confirm a guessed statement (a look-up of a known
+/// pseudonym) by hashing it.
+fn sql_fields(
+    audit: &crate::audit::AuditLog,
+    sql: &str,
+    actor: Actor<'_>,
+) -> serde_json::Map<String, serde_json::Value> {
     let role = match actor {
-        Actor::Token(t) => t.role.as_str(),
+        Actor::Token(t, _) => t.role.as_str(),
         _ => "analyst",
     };
+    let mac = audit
+        .statement_mac(sql)
+        .unwrap_or_else(|_| "unavailable: the audit key could not be read".into());
     let fields = json!({
-        "by": actor.by(), "token_id": match actor { Actor::Token(t) => Some(&t.id), _ => None },
-        "role": role, "sql_sha256": hex::encode(sha2::Sha256::digest(sql.as_bytes())),
+        "by": actor.by(), "door": actor.door(),
+        "token_id": match actor { Actor::Token(t, _) => Some(&t.id), _ => None },
+        "role": role, "sql_hmac": mac,
     });
     let serde_json::Value::Object(fields) = fields else {
         unreachable!("a JSON object")

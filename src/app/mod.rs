@@ -84,17 +84,47 @@ pub enum Actor<'a> {
     Cli,
     /// `tip schedule`.
     Schedule,
-    /// A caller of `tip serve`, by its token.
-    Token(&'a crate::access::TokenRecord),
+    /// A caller of `tip serve`, by its token, and the door it came in by.
+    Token(&'a crate::access::TokenRecord, Door),
+}
+
+/// The door of `tip serve` a caller came in by, named in its audit records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The HTTP API and the upload page.
+    Http,
+    /// Arrow Flight SQL.
+    Flight,
+    /// The Postgres wire protocol.
+    Postgres,
+}
+
+impl Door {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Door::Http => "http",
+            Door::Flight => "flight",
+            Door::Postgres => "postgres",
+        }
+    }
 }
 
 impl Actor<'_> {
+    /// The `door` field of an audit record: `cli`, `schedule`, `http`, `flight` or `postgres`.
+    pub fn door(&self) -> &'static str {
+        match self {
+            Actor::Cli => "cli",
+            Actor::Schedule => "schedule",
+            Actor::Token(_, d) => d.as_str(),
+        }
+    }
+
     /// The `by` field of an audit record: `cli`, `schedule` or a token id (never a token).
     pub fn by(&self) -> &str {
         match self {
             Actor::Cli => "cli",
             Actor::Schedule => "schedule",
-            Actor::Token(t) => &t.id,
+            Actor::Token(t, _) => &t.id,
         }
     }
 }

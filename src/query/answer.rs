@@ -124,8 +124,18 @@ async fn pump<F>(plan: F, limits: Limits, tx: mpsc::Sender<Result<Part, Stop>>)
 where
     F: std::future::Future<Output = Result<DataFrame, Stop>>,
 {
+    // The session's catalogue list, held until the answer ends: `pg_catalog` reads it (weakly)
+    // while the answer streams, after the front end may have let its session go.
+    let mut _catalogs = None;
     let stream = match plan.await {
-        Ok(df) => df.execute_stream().await.map_err(Stop::Engine),
+        Ok(df) => {
+            let (state, plan) = df.into_parts();
+            _catalogs = Some(state.catalog_list().clone());
+            DataFrame::new(state, plan)
+                .execute_stream()
+                .await
+                .map_err(Stop::Engine)
+        }
         Err(e) => Err(e),
     };
     let mut stream = match stream {

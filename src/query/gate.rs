@@ -17,7 +17,7 @@ use super::{Limits, QueryError};
 /// on its structure (`1+1+...+1` with thousands of terms, thousands of `OR`s, huge `IN`
 /// lists). The tokenizer itself does not recurse.
 pub fn check_size(sql: &str, limits: &Limits) -> Result<(), QueryError> {
-    if sql.len() > limits.max_sql_tokens.saturating_mul(64) {
+    if sql.len() > limits.max_sql_bytes() {
         return Err(QueryError::Limit(format!(
             "the statement is longer than {} tokens (query.max_sql_tokens)",
             limits.max_sql_tokens

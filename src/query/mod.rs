@@ -65,6 +65,13 @@ pub struct Limits {
     pub max_sql_depth: usize,
 }
 
+impl Limits {
+    /// The longest statement text the gate reads (64 bytes a token).
+    pub fn max_sql_bytes(&self) -> usize {
+        self.max_sql_tokens.saturating_mul(64)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits::from(&crate::config::QueryConfig::default())

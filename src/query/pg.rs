@@ -6,7 +6,7 @@
 //! the plan check of [`Session::stream`]: nothing here runs SQL.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Weak};
 
 use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -44,10 +44,13 @@ pub enum PgStatement {
     Begin,
     Commit,
     Rollback,
-    /// `DISCARD ALL` and the like: nothing is kept between statements to discard.
-    Discard,
-    /// `DEALLOCATE`: prepared statements live in the connection, which forgets them itself.
-    Deallocate,
+    /// `DISCARD ALL` or `DISCARD PLANS`: the connection's prepared statements and portals are
+    /// freed (`DISCARD` of sequences or temporary tables frees nothing: there are none).
+    Discard {
+        all: bool,
+    },
+    /// `DEALLOCATE name` (Some) or `DEALLOCATE ALL` (None): the connection frees them.
+    Deallocate(Option<String>),
 }
 
 /// The settings `SHOW` and `current_setting()` answer, as a Postgres 16 server with tip's
@@ -123,8 +126,17 @@ fn classify(s: Statement) -> PgStatement {
         Statement::Rollback {
             savepoint: None, ..
         } => PgStatement::Rollback,
-        Statement::Discard { .. } => PgStatement::Discard,
-        Statement::Deallocate { .. } => PgStatement::Deallocate,
+        Statement::Discard { object_type } => PgStatement::Discard {
+            all: matches!(
+                object_type,
+                datafusion::sql::sqlparser::ast::DiscardObject::ALL
+                    | datafusion::sql::sqlparser::ast::DiscardObject::PLANS
+            ),
+        },
+        Statement::Deallocate { name, .. } => match name.value.eq_ignore_ascii_case("all") {
+            true => PgStatement::Deallocate(None),
+            false => PgStatement::Deallocate(Some(name.value.clone())),
+        },
         _ => PgStatement::Query(s.to_string()),
     }
 }
@@ -166,8 +178,9 @@ impl Session {
         // The same catalogue over the relations in name order: its OIDs are handed out in the
         // order it walks them, and every statement has a session of its own, so an OID one
         // statement read (psql's `\d`, DBeaver's columns by table OID) must be the OID the next
-        // one is given.
-        let sorted = Sorted(self.ctx.state().catalog_list().clone());
+        // one is given. It holds the session's catalogue list weakly: the list holds it, and a
+        // strong handle both ways kept every statement's session alive for good (5 MiB each).
+        let sorted = Sorted(Arc::downgrade(self.ctx.state().catalog_list()));
         let static_tables = Arc::new(PgCatalogStaticTables::try_new().map_err(|e| err(&e))?);
         let provider =
             PgCatalogSchemaProvider::try_new(sorted, static_tables, EmptyContextProvider)
@@ -245,9 +258,21 @@ impl Session {
     }
 }
 
-/// The session's catalogues, schemas and tables in name order, for `pg_catalog`.
+/// The session's catalogues, schemas and tables in name order, for `pg_catalog`: a weak
+/// handle on the session's catalogue list, which a statement's answer keeps alive while it
+/// runs (see `answer::pump`).
 #[derive(Debug, Clone)]
-struct Sorted(Arc<dyn CatalogProviderList>);
+struct Sorted(Weak<dyn CatalogProviderList>);
+
+impl Sorted {
+    fn list(&self) -> datafusion::error::Result<Arc<dyn CatalogProviderList>> {
+        self.0.upgrade().ok_or_else(|| {
+            datafusion::error::DataFusionError::Execution(
+                "pg_catalog: the statement's session has ended".into(),
+            )
+        })
+    }
+}
 
 fn sorted(names: Option<Vec<String>>) -> Option<Vec<String>> {
     names.map(|mut n| {
@@ -259,13 +284,13 @@ fn sorted(names: Option<Vec<String>>) -> Option<Vec<String>> {
 #[async_trait::async_trait]
 impl CatalogInfo for Sorted {
     async fn catalog_names(&self) -> datafusion::error::Result<Vec<String>> {
-        let mut names = self.0.catalog_names().await?;
+        let mut names = self.list()?.catalog_names().await?;
         names.sort();
         Ok(names)
     }
 
     async fn schema_names(&self, catalog: &str) -> datafusion::error::Result<Option<Vec<String>>> {
-        Ok(sorted(self.0.schema_names(catalog).await?))
+        Ok(sorted(self.list()?.schema_names(catalog).await?))
     }
 
     async fn table_names(
@@ -273,7 +298,7 @@ impl CatalogInfo for Sorted {
         catalog: &str,
         schema: &str,
     ) -> datafusion::error::Result<Option<Vec<String>>> {
-        Ok(sorted(self.0.table_names(catalog, schema).await?))
+        Ok(sorted(self.list()?.table_names(catalog, schema).await?))
     }
 
     async fn table_schema(
@@ -282,7 +307,7 @@ impl CatalogInfo for Sorted {
         schema: &str,
         table: &str,
     ) -> datafusion::error::Result<Option<SchemaRef>> {
-        self.0.table_schema(catalog, schema, table).await
+        self.list()?.table_schema(catalog, schema, table).await
     }
 
     async fn table_type(
@@ -291,7 +316,7 @@ impl CatalogInfo for Sorted {
         schema: &str,
         table: &str,
     ) -> datafusion::error::Result<Option<datafusion::datasource::TableType>> {
-        self.0.table_type(catalog, schema, table).await
+        self.list()?.table_type(catalog, schema, table).await
     }
 }
 
@@ -395,8 +420,13 @@ mod tests {
         assert_eq!(one("START TRANSACTION READ ONLY"), PgStatement::Begin);
         assert_eq!(one("COMMIT"), PgStatement::Commit);
         assert_eq!(one("ROLLBACK"), PgStatement::Rollback);
-        assert_eq!(one("DISCARD ALL"), PgStatement::Discard);
-        assert_eq!(one("DEALLOCATE ALL"), PgStatement::Deallocate);
+        assert_eq!(one("DISCARD ALL"), PgStatement::Discard { all: true });
+        assert_eq!(one("DISCARD TEMP"), PgStatement::Discard { all: false });
+        assert_eq!(one("DEALLOCATE ALL"), PgStatement::Deallocate(None));
+        assert_eq!(
+            one("DEALLOCATE PREPARE _pg3_1"),
+            PgStatement::Deallocate(Some("_pg3_1".into()))
+        );
         assert!(matches!(one("SELECT 1"), PgStatement::Query(_)));
         // Everything else is a query for the gate to judge, DDL included.
         assert!(matches!(

@@ -47,7 +47,7 @@ use super::net::{self, TlsFiles};
 use super::sql::Turn;
 use crate::access::{Denial, Role, TokenRecord};
 use crate::app::analysis::AuditedAnswer;
-use crate::app::{Actor, AppError};
+use crate::app::{Actor, AppError, Door};
 use crate::config::ServeConfig;
 use crate::query::{CATALOG, QueryError, SCHEMA};
 
@@ -104,7 +104,7 @@ impl FlightSql {
         let app = &self.st.app;
         let session = app.session(None).await.map_err(status)?;
         let schema = app
-            .describe_query(&session, sql, Actor::Token(caller))
+            .describe_query(&session, sql, Actor::Token(caller, Door::Flight))
             .await
             .map_err(status)?;
         let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.encode_to_vec()));
@@ -134,7 +134,7 @@ impl FlightSql {
         let app = &self.st.app;
         let session = app.session(None).await.map_err(status)?;
         let answer = app
-            .query_stream(&session, sql, Actor::Token(caller))
+            .query_stream(&session, sql, Actor::Token(caller, Door::Flight))
             .await
             .map_err(status)?;
         let limit = Duration::from_secs(app.config.query.timeout_seconds.max(1));
@@ -333,7 +333,7 @@ impl FlightSqlService for FlightSql {
         let app = &self.st.app;
         let session = app.session(None).await.map_err(status)?;
         let schema = app
-            .describe_query(&session, &query.query, Actor::Token(&caller))
+            .describe_query(&session, &query.query, Actor::Token(&caller, Door::Flight))
             .await
             .map_err(status)?;
         let schema = wire_schema(schema);
@@ -399,9 +399,10 @@ impl FlightSqlService for FlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let caller = self.caller(&request, "update")?;
-        Err(status(
-            self.st.app.refuse_change(&cmd.query, Actor::Token(&caller)),
-        ))
+        Err(status(self.st.app.refuse_change(
+            &cmd.query,
+            Actor::Token(&caller, Door::Flight),
+        )))
     }
 
     async fn do_put_prepared_statement_update(
@@ -412,7 +413,9 @@ impl FlightSqlService for FlightSql {
         let caller = self.caller(&request, "update")?;
         let sql = String::from_utf8_lossy(&cmd.prepared_statement_handle).to_string();
         Err(status(
-            self.st.app.refuse_change(&sql, Actor::Token(&caller)),
+            self.st
+                .app
+                .refuse_change(&sql, Actor::Token(&caller, Door::Flight)),
         ))
     }
 
@@ -424,7 +427,9 @@ impl FlightSqlService for FlightSql {
         let caller = self.caller(&request, "ingest")?;
         let what = format!("INGEST INTO {}", cmd.table);
         Err(status(
-            self.st.app.refuse_change(&what, Actor::Token(&caller)),
+            self.st
+                .app
+                .refuse_change(&what, Actor::Token(&caller, Door::Flight)),
         ))
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::analysis::AuditedAnswer;
-use crate::app::{Actor, AppError};
+use crate::app::{Actor, AppError, Door};
 use crate::query::{Encoder, OutputFormat, QueryError, StreamFormat};
 
 #[derive(Deserialize)]
@@ -155,7 +155,7 @@ pub async fn query(State(st): State<Shared>, headers: HeaderMap, body: Body) -> 
         let session = st.app.session(None).await?;
         let answer = st
             .app
-            .query_stream(&session, &sql, Actor::Token(&caller))
+            .query_stream(&session, &sql, Actor::Token(&caller, Door::Http))
             .await?;
         // The query's time limit is running: it ends the turn at the latest.
         turn = Some(Turn::new(permit, limit));

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Shared, allowed, error};
 use crate::access::Role;
-use crate::app::{Actor, AppError};
+use crate::app::{Actor, AppError, Door};
 
 #[derive(Deserialize)]
 struct NewToken {
@@ -48,7 +48,7 @@ pub async fn create(State(st): State<Shared>, headers: HeaderMap, body: Bytes) -
     };
     match st
         .app
-        .make_token(role, req.org.as_deref(), Actor::Token(&caller))
+        .make_token(role, req.org.as_deref(), Actor::Token(&caller, Door::Http))
     {
         Ok((token, rec)) => (
             StatusCode::CREATED,
@@ -69,7 +69,7 @@ pub async fn revoke(
         Ok(c) => c,
         Err(r) => return r,
     };
-    match st.app.revoke_token(&id, Actor::Token(&caller)) {
+    match st.app.revoke_token(&id, Actor::Token(&caller, Door::Http)) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, "no such live token"),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),

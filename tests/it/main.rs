@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 mod common;
+mod doors;
 mod erasure;
 mod estimate;
 mod extract;

@@ -606,7 +606,8 @@ fn partner_uploads_analyst_queries_and_every_rule_holds() {
         .find(|e| e["event"] == "sql" && e["status"] == "ok")
         .unwrap();
     assert_eq!(sql_event["role"], "analyst");
-    assert_eq!(sql_event["sql_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(sql_event["sql_hmac"].as_str().unwrap().len(), 64);
+    assert_eq!(sql_event["door"], "http");
 }
 
 #[test]

@@ -153,6 +153,10 @@ impl Login {
                     ))
                     .await?;
                 *state = State::Done;
+                self.st.audit(
+                    "login",
+                    serde_json::json!({"route": ROUTE, "door": "postgres", "token_id": rec.id}),
+                );
                 client.session_extensions().insert(Caller(rec.id));
                 let (pid, secret) = RandomPidSecretKeyGenerator::default().generate(&*client);
                 client.set_pid_and_secret_key(pid, secret);

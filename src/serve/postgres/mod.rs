@@ -11,7 +11,9 @@
 //! nothing (a `SET` of the engine's own options is refused); `COPY` and everything else that
 //! is not a read is refused by the gate. TLS is required off loopback.
 
+mod frames;
 mod login;
+mod prepared;
 mod queries;
 
 use std::collections::HashMap;
@@ -201,6 +203,12 @@ pub async fn run(
     places: Arc<Semaphore>,
 ) -> std::io::Result<()> {
     let queries = Arc::new(queries::Queries::new(st.clone()));
+    let login_time =
+        std::time::Duration::from_secs(st.app.config.serve.login_timeout_seconds.max(1));
+    // Twice the longest statement the gate reads (a Parse, then a Bind's parameters), and at
+    // least 1 MiB.
+    let longest = crate::query::Limits::from(&st.app.config.query).max_sql_bytes() as u64;
+    let after_login = (2 * longest).max(1 << 20);
     loop {
         let (io, place) = net::accept(&listener, &places, "Postgres")
             .await
@@ -215,29 +223,108 @@ pub async fn run(
         let tls = tls.clone();
         tokio::spawn(async move {
             let _place = place;
+            let frames = frames::Frames::new(login.clone(), after_login);
             tokio::select! {
-                r = pgwire::tokio::process_socket(io, tls, handlers) => {
+                r = connection(io, tls, handlers, frames) => {
                     if let Err(e) = r {
                         eprintln!("tip serve (Postgres): connection: {e}");
                     }
                 }
-                _ = login_watch(&login) => {}
+                _ = login_watch(&login, login_time) => {}
             }
         });
     }
 }
 
-/// Ends (by returning) a connection whose login failed, or has not succeeded within a
-/// minute: after a failed login pgwire stops writing but keeps reading, so a client that
-/// stays connected would hold its place for good.
-async fn login_watch(login: &AtomicU8) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+/// One connection: pgwire's TLS negotiation and message loop (as its `process_socket`), over
+/// a stream whose every message is held to the size limits of [`frames`] before pgwire
+/// buffers it. A message over its limit ends the connection with an error that says so, and
+/// an audit record.
+async fn connection(
+    io: tokio::net::TcpStream,
+    tls: Option<TlsAcceptor>,
+    handlers: Postgres,
+    frames: frames::Frames,
+) -> std::io::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use pgwire::api::PgWireConnectionState;
+    use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+    use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
+    use tokio_util::codec::{Framed, FramedParts};
+
+    let Some(socket) = negotiate_tls::<queries::Prepared>(io, tls).await? else {
+        return Ok(()); // a direct TLS handshake on a server without TLS
+    };
+    let old = socket.into_parts();
+    let mut capped = frames::Capped::new(old.io, frames);
+    let early = capped.follow(&old.read_buf);
+    let mut parts = FramedParts::new(capped, old.codec);
+    parts.read_buf = old.read_buf;
+    parts.write_buf = old.write_buf;
+    let mut socket = Framed::from_parts(parts);
+    let st = handlers.st.clone();
+    let startup = handlers.startup_handler();
+    let simple = handlers.queries.clone();
+    let extended = handlers.queries.clone();
+    let copy = handlers.copy_handler();
+    let cancel = handlers.cancel_handler();
+    let errors = handlers.error_handler();
+    if early.is_ok() {
+        while let Some(Ok(msg)) = socket.next().await {
+            // Terminate: the client is leaving; the socket must close (asyncpg waits for it).
+            if matches!(msg, PgWireFrontendMessage::Terminate(_)) {
+                return Ok(());
+            }
+            let extended_query = match socket.state() {
+                PgWireConnectionState::CopyInProgress(extended) => extended,
+                _ => msg.is_extended_query(),
+            };
+            let answered = process_message(
+                msg,
+                &mut socket,
+                startup.clone(),
+                simple.clone(),
+                extended.clone(),
+                copy.clone(),
+                cancel.clone(),
+            )
+            .await;
+            if let Err(mut e) = answered {
+                errors.on_error(&socket, &mut e);
+                process_error(&mut socket, e, extended_query).await?;
+            }
+        }
+    }
+    if let Some(over) = socket.get_ref().refused() {
+        st.audit(
+            "refused",
+            serde_json::json!({
+                "route": "postgres",
+                "reason": "message_too_large",
+                "bytes": over.declared,
+                "logged_in": over.logged_in,
+            }),
+        );
+        let e = pg_error("FATAL", "54000", over.to_string());
+        let info: ErrorInfo = e.into();
+        let _ = socket
+            .send(PgWireBackendMessage::ErrorResponse(info.into()))
+            .await;
+    }
+    Ok(())
+}
+
+/// Ends (by returning) a connection whose login failed, or has not succeeded within
+/// `serve.login_timeout_seconds`: after a failed login pgwire stops writing but keeps reading,
+/// so a client that stays connected would hold its place for good.
+async fn login_watch(login: &AtomicU8, within: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         match login.load(Ordering::Acquire) {
             login::DONE => return std::future::pending().await,
             login::FAILED => return,
             _ if tokio::time::Instant::now() >= deadline => return,
-            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
         }
     }
 }

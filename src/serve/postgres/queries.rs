@@ -20,12 +20,13 @@ use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::{Bind, Close, Parse};
 use pgwire::types::format::FormatOptions;
 
 use super::{Shared, caller, core_error, pg_error};
 use crate::access::TokenRecord;
-use crate::app::Actor;
 use crate::app::analysis::AuditedAnswer;
+use crate::app::{Actor, Door};
 use crate::query::Limits;
 use crate::query::pg::{self, Described, Params, PgStatement};
 use crate::serve::sql::Turn;
@@ -81,7 +82,7 @@ async fn respond(
     params: Option<Params>,
     out: Output<'_>,
 ) -> PgWireResult<Response> {
-    let actor = Actor::Token(rec);
+    let actor = Actor::Token(rec, Door::Postgres);
     Ok(match statement {
         PgStatement::Set => Response::Execution(Tag::new("SET")),
         PgStatement::SetEngine(sql) => {
@@ -96,8 +97,11 @@ async fn respond(
         PgStatement::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         PgStatement::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
         PgStatement::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
-        PgStatement::Discard => Response::Execution(Tag::new("DISCARD ALL")),
-        PgStatement::Deallocate => Response::Execution(Tag::new("DEALLOCATE")),
+        // What they free was freed by the caller (`prepared::forget`), which holds the
+        // connection.
+        PgStatement::Discard { .. } => Response::Execution(Tag::new("DISCARD ALL")),
+        PgStatement::Deallocate(None) => Response::Execution(Tag::new("DEALLOCATE ALL")),
+        PgStatement::Deallocate(Some(_)) => Response::Execution(Tag::new("DEALLOCATE")),
         PgStatement::Query(sql) => {
             let turn = match out.turn {
                 Some(t) => t,
@@ -181,17 +185,32 @@ fn encode_error() -> PgWireError {
 }
 
 /// The most queries one simple-protocol message may hold: all but the last are read whole
-/// (within the answer limits) before the next starts, so a message runs one query at a time.
+/// (within one answer limit for all of them) before the next starts, so a message runs one
+/// query at a time.
 const MAX_QUERIES_PER_MESSAGE: usize = 16;
 
-/// A query's whole answer, read within its turn, for a message with more statements to come.
-async fn drained(r: Response) -> PgWireResult<Response> {
+/// A query's whole answer, read within its turn, for a message with more statements to come;
+/// the rows held count against `budget` (`query.max_result_mib` for the whole message).
+async fn drained(r: Response, budget: &mut usize) -> PgWireResult<Response> {
     let Response::Query(mut q) = r else {
         return Ok(r);
     };
     let mut rows = Vec::new();
     while let Some(row) = q.data_rows.next().await {
-        rows.push(Ok(row?));
+        let row = row?;
+        match budget.checked_sub(row.data.len() + 8) {
+            Some(left) => *budget = left,
+            None => {
+                return Err(pg_error(
+                    "ERROR",
+                    "54000",
+                    "the answers of a message's queries before its last are held until it ends, \
+                     and together they are over the answer limit (query.max_result_mib): send \
+                     the queries apart",
+                ));
+            }
+        }
+        rows.push(Ok(row));
     }
     Ok(Response::Query(QueryResponse::new(
         q.row_schema.clone(),
@@ -309,23 +328,29 @@ impl SimpleQueryHandler for Queries {
                 ),
             ));
         }
-        // One turn for the message, taken by its first query: its answers are read one after
-        // the other, the ones before the last whole.
-        let mut message_turn = None;
+        // Each query takes a turn of its own, one after the other: the answers before the last
+        // are read whole within their turn (and within one answer limit for all of them), so
+        // the message never runs two queries at once nor outside the bound.
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let mut budget = limits(&self.st).max_result_bytes;
         let mut out = Vec::new();
         for (i, s) in statements.iter().enumerate() {
-            if matches!(s, PgStatement::Query(_)) && message_turn.is_none() {
-                message_turn = Some(turn(&self.st).await?);
-            }
+            let turn = match s {
+                PgStatement::Query(_) => Some(turn(&self.st).await?),
+                _ => None,
+            };
             let output = Output {
                 format: &Format::UnifiedText,
                 options: options.clone(),
-                turn: message_turn.clone(),
+                turn,
             };
             let last = i + 1 == statements.len();
+            if let Err(PgWireError::UserError(info)) = super::prepared::forget(client, s) {
+                out.push(Response::Error(info));
+                break;
+            }
             let answered = match respond(&self.st, s, &rec, None, output).await {
-                Ok(r) if !last => drained(r).await,
+                Ok(r) if !last => drained(r, &mut budget).await,
                 other => other,
             };
             match answered {
@@ -373,7 +398,7 @@ impl QueryParser for Parser {
                 let app = &self.st.app;
                 let session = app.pg_session().await.map_err(core_error)?;
                 let d = app
-                    .describe_statement(&session, q, Actor::Token(&rec))
+                    .describe_statement(&session, q, Actor::Token(&rec, Door::Postgres))
                     .await
                     .map_err(core_error)?;
                 Some(Arc::new(d))
@@ -427,6 +452,36 @@ impl ExtendedQueryHandler for Queries {
         self.parser.clone()
     }
 
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        super::prepared::parse(client, message, self.parser.clone()).await
+    }
+
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        super::prepared::bind(client, message).await
+    }
+
+    async fn on_close<C>(&self, client: &mut C, message: Close) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        super::prepared::close(client, message).await
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -447,6 +502,7 @@ impl ExtendedQueryHandler for Queries {
             }
             None => None,
         };
+        super::prepared::forget(client, &prepared.statement)?;
         let output = Output {
             format: &portal.result_column_format,
             options: Arc::new(FormatOptions::from_client_metadata(client.metadata())),
