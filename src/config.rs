@@ -334,6 +334,9 @@ pub struct ServeConfig {
     /// Seconds a connection to any door may take to log in (Postgres's SCRAM exchange, Flight
     /// SQL's first call, an HTTP request's headers) before it is closed and its place freed.
     pub login_timeout_seconds: u64,
+    /// HTTP connections held open at once (uploads, the page, the SQL API); more are closed
+    /// at once.
+    pub max_http_connections: usize,
 }
 
 impl Default for ServeConfig {
@@ -355,6 +358,7 @@ impl Default for ServeConfig {
             tls_key: None,
             max_connections: 64,
             login_timeout_seconds: 10,
+            max_http_connections: 256,
         }
     }
 }
@@ -374,9 +378,10 @@ impl Default for AuditConfig {
     }
 }
 
-/// Bounds on every analyst query.
+/// Bounds on every analyst query. Each may be set alone: the others keep their defaults (a
+/// `[query]` section with `timeout_seconds` only used to fail to parse).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct QueryConfig {
     /// Memory one query may use, in MiB; sorts and aggregations spill to disk before that.
     pub memory_limit_mib: usize,
@@ -753,6 +758,15 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `[query]` section may set one bound alone; the others keep their defaults.
+    #[test]
+    fn a_query_section_may_set_one_bound_alone() {
+        let q: QueryConfig = parse_toml("tip.toml", "timeout_seconds = 30").unwrap();
+        assert_eq!(q.timeout_seconds, 30);
+        assert_eq!(q.memory_limit_mib, QueryConfig::default().memory_limit_mib);
+        assert!(parse_toml::<QueryConfig>("tip.toml", "timeout = 30").is_err());
+    }
 
     #[test]
     fn wildcards() {

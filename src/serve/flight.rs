@@ -56,15 +56,18 @@ use crate::query::{CATALOG, QueryError, SCHEMA};
 pub struct FlightSql {
     st: Shared,
     info: Arc<SqlInfoData>,
+    /// The connections not yet authorised (see [`net::accept_watched`]).
+    logins: net::Logins,
 }
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 
 impl FlightSql {
-    pub fn new(st: Shared) -> FlightSql {
+    pub fn new(st: Shared, logins: net::Logins) -> FlightSql {
         FlightSql {
             st,
             info: Arc::new(sql_info()),
+            logins,
         }
     }
 
@@ -86,10 +89,13 @@ impl FlightSql {
             })
             .map(str::trim);
         let route = format!("flight-sql {call}");
-        self.st
+        let rec = self
+            .st
             .app
             .authorise(bearer, Role::Analyst, &route)
-            .map_err(denied)
+            .map_err(denied)?;
+        self.logins.mark(req.remote_addr());
+        Ok(rec)
     }
 
     /// Plans `sql` through the gate and answers with a flight info whose ticket is `ticket`.
@@ -286,6 +292,7 @@ impl FlightSqlService for FlightSql {
             .app
             .authorise(token.as_deref(), Role::Analyst, "flight-sql handshake")
             .map_err(denied)?;
+        self.logins.mark(request.remote_addr());
         let token = token.unwrap_or_default();
         let answer = HandshakeResponse {
             protocol_version: 0,
@@ -605,12 +612,15 @@ pub async fn run(
     listener: TcpListener,
     places: Arc<Semaphore>,
 ) -> std::io::Result<()> {
-    let incoming = futures::stream::unfold((listener, places), |(l, p)| async move {
-        let c = net::accept(&l, &p, "Flight SQL").await;
-        Some((Ok::<_, std::io::Error>(c), (l, p)))
+    let logins = net::Logins::default();
+    let within = Duration::from_secs(st.app.config.serve.login_timeout_seconds.max(1));
+    let state = (listener, places, logins.clone());
+    let incoming = futures::stream::unfold(state, move |(l, p, w)| async move {
+        let c = net::accept_watched(&l, &p, "Flight SQL", &w, within).await;
+        Some((Ok::<_, std::io::Error>(c), (l, p, w)))
     });
     server
-        .add_service(FlightSql::new(st).service())
+        .add_service(FlightSql::new(st, logins).service())
         .serve_with_incoming(incoming)
         .await
         .map_err(std::io::Error::other)

@@ -42,6 +42,8 @@ pub struct AppState {
     sessions: Mutex<HashMap<String, page::WebSession>>,
     /// Queries answered at once (`serve.max_concurrent_queries`); the others wait their turn.
     queries: Arc<tokio::sync::Semaphore>,
+    /// The HTTP connections that have not yet sent a whole request (see [`HttpListener`]).
+    http_logins: net::Logins,
 }
 
 pub type Shared = Arc<AppState>;
@@ -54,6 +56,7 @@ impl AppState {
             uploads,
             sessions: Mutex::new(HashMap::new()),
             queries: Arc::new(tokio::sync::Semaphore::new(queries)),
+            http_logins: net::Logins::default(),
         }
     }
 
@@ -99,6 +102,7 @@ pub(crate) fn compact_later(st: &Shared, r: &Result<Receipt, Refusal>) {
 
 pub fn router(state: Shared) -> Router {
     let timeout = Duration::from_secs(state.cfg().request_timeout_seconds.max(1));
+    let logins = state.http_logins.clone();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/uploads", post(uploads::create).get(uploads::list))
@@ -121,7 +125,66 @@ pub fn router(state: Shared) -> Router {
             },
         ))
         .layer(axum::middleware::from_fn(security_headers))
+        // A whole request arrived: its connection keeps its place past the login time.
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let peer = req
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<Peer>>()
+                    .map(|c| c.0.0);
+                logins.mark(peer);
+                next.run(req)
+            },
+        ))
         .with_state(state)
+}
+
+/// The HTTP port: at most `serve.max_http_connections` connections open at once (one more is
+/// closed at once), and a connection that has not sent a whole request (its headers) within
+/// `serve.login_timeout_seconds` is closed, so idle or slow sockets cannot exhaust the
+/// server's file descriptors nor hold places.
+pub struct HttpListener {
+    listener: tokio::net::TcpListener,
+    places: Arc<tokio::sync::Semaphore>,
+    logins: net::Logins,
+    within: Duration,
+}
+
+/// The address an HTTP connection comes from, for the login deadline.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, HttpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, HttpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::serve::Listener for HttpListener {
+    type Io = net::Limited;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let c = net::accept_watched(
+                &self.listener,
+                &self.places,
+                "HTTP",
+                &self.logins,
+                self.within,
+            )
+            .await;
+            if let Some(peer) = c.peer() {
+                return (c, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {
@@ -239,7 +302,16 @@ pub async fn serve(
         println!("tip serve: Postgres on postgresql://{}", l.local_addr()?);
     }
     std::io::stdout().flush().ok();
-    let http = async { axum::serve(listener, router(state.clone())).await };
+    let http = HttpListener {
+        listener,
+        places: Arc::new(tokio::sync::Semaphore::new(
+            app_cfg.max_http_connections.clamp(1, 1_000_000),
+        )),
+        logins: state.http_logins.clone(),
+        within: Duration::from_secs(app_cfg.login_timeout_seconds.max(1)),
+    };
+    let service = router(state.clone()).into_make_service_with_connect_info::<Peer>();
+    let http = async { axum::serve(http, service).await };
     let flight = async {
         match flight {
             Some((server, l)) => {

@@ -1,9 +1,12 @@
 //! The analysts' protocol ports (Flight SQL, Postgres): TLS from the configured PEM files,
 //! the refusal to answer in plain text outside loopback, and the bound on open connections.
 
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -60,10 +63,70 @@ pub async fn bind(addr: &str, what: &str, tls: bool) -> io::Result<TcpListener> 
     Ok(listener)
 }
 
-/// A connection that holds one of the port's places while it is open.
+/// A connection that holds one of the port's places while it is open; a watched one
+/// (Flight SQL) is ended when no call has been authorised on it by its login deadline.
 pub struct Limited {
     io: TcpStream,
     _place: OwnedSemaphorePermit,
+    watch: Option<Watch>,
+}
+
+/// The connections of a port that have not yet made an authorised call, by peer address:
+/// the protocol server marks one when a call on it passes the token check.
+#[derive(Clone, Default)]
+pub struct Logins(Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<AtomicBool>>>>);
+
+impl Logins {
+    /// A call from `peer` was authorised: its connection keeps its place.
+    pub fn mark(&self, peer: Option<SocketAddr>) {
+        let Some(peer) = peer else { return };
+        if let Some(flag) = self.lock().get(&peer) {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<SocketAddr, Arc<AtomicBool>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The login deadline of one connection.
+struct Watch {
+    peer: SocketAddr,
+    logins: Logins,
+    authorised: Arc<AtomicBool>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.logins.lock().remove(&self.peer);
+    }
+}
+
+/// [`accept`], with a login deadline: a connection on which no call is authorised within
+/// `within` is ended (reads fail), and its place freed.
+pub async fn accept_watched(
+    listener: &TcpListener,
+    places: &Arc<Semaphore>,
+    what: &str,
+    logins: &Logins,
+    within: std::time::Duration,
+) -> Limited {
+    let mut c = accept(listener, places, what).await;
+    if let Ok(peer) = c.io.peer_addr() {
+        let authorised = Arc::new(AtomicBool::new(false));
+        logins.lock().insert(peer, authorised.clone());
+        c.watch = Some(Watch {
+            peer,
+            logins: logins.clone(),
+            authorised,
+            deadline: Box::pin(tokio::time::sleep(within)),
+        });
+    }
+    c
 }
 
 /// Accepts the next connection that finds a place; one over the limit is closed at once
@@ -81,7 +144,11 @@ pub async fn accept(listener: &TcpListener, places: &Arc<Semaphore>, what: &str)
         match places.clone().try_acquire_owned() {
             Ok(place) => {
                 io.set_nodelay(true).ok();
-                return Limited { io, _place: place };
+                return Limited {
+                    io,
+                    _place: place,
+                    watch: None,
+                };
             }
             Err(_) => {
                 eprintln!("tip serve ({what}): connection refused: serve.max_connections reached");
@@ -92,10 +159,16 @@ pub async fn accept(listener: &TcpListener, places: &Arc<Semaphore>, what: &str)
 }
 
 impl Limited {
+    /// The peer's address, if the socket still has one.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.io.peer_addr().ok()
+    }
+
     /// The connection and the place it holds (a protocol server that takes a plain socket
     /// keeps the place for as long as it serves the connection).
     pub fn into_parts(self) -> (TcpStream, OwnedSemaphorePermit) {
-        (self.io, self._place)
+        let Limited { io, _place, .. } = self;
+        (io, _place)
     }
 }
 
@@ -105,6 +178,15 @@ impl AsyncRead for Limited {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(w) = self.watch.as_mut()
+            && !w.authorised.load(Ordering::Acquire)
+            && w.deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no authorised call within serve.login_timeout_seconds",
+            )));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }

@@ -35,7 +35,17 @@ fn newest_id(env: &Env, server: &Server, role: &str) -> String {
 fn doors(env: &Env, server: &Server, host: &str, port: &str, check: &str) -> serde_json::Value {
     let secret = token(env, &server.cfg, "analyst", None);
     let id = newest_id(env, server, "analyst");
+    let revoke = serde_json::json!([
+        env!("CARGO_BIN_EXE_tip"),
+        "--config",
+        server.cfg.to_str().unwrap(),
+        "token",
+        "revoke",
+        id
+    ]);
     let o = Command::new("python3")
+        .current_dir(repo())
+        .env("REVOKE_CMD", revoke.to_string())
         .arg(repo().join("tests/python/pg_doors.py"))
         .args([
             host,
@@ -173,6 +183,79 @@ async fn silent_sockets_lose_their_places_at_the_login_time() {
     drop(silent);
 }
 
+/// The same on the Flight SQL door: sockets that never make an authorised call are ended at
+/// the login time, and a real client (the ADBC driver) then gets a place; one that logged in
+/// keeps its connection past that time.
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_flight_connections_lose_their_places_at_the_login_time() {
+    use std::io::Read;
+    let env = Env::new();
+    env.ctx().await.run_pipelines(&[]).await.unwrap();
+    let edits = [
+        ("login_timeout_seconds = 10", "login_timeout_seconds = 2"),
+        ("max_connections = 64", "max_connections = 8"),
+    ];
+    let (server, lines) = start_full(&env, false, &edits, &["--flight", "127.0.0.1:0"]);
+    let addr = lines[0]
+        .strip_prefix("tip serve: Flight SQL on grpc://")
+        .unwrap_or_else(|| panic!("unexpected line {:?}", lines[0]))
+        .to_string();
+    let secret = token(&env, &server.cfg, "analyst", None);
+    let t0 = std::time::Instant::now();
+    let ended: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(&addr).unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                    .unwrap();
+                let mut buf = [0u8; 1024];
+                // The server's HTTP/2 settings may come first; then the end.
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return std::time::Instant::now(),
+                        Ok(_) => continue,
+                    }
+                }
+            })
+        })
+        .collect();
+    let script = r#"
+import sys, time
+import adbc_driver_flightsql.dbapi as flight_sql
+addr, token = sys.argv[1:3]
+t0 = time.monotonic()
+while True:
+    try:
+        conn = flight_sql.connect(f"grpc://{addr}", db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {token}"})
+        cur = conn.cursor()
+        cur.execute("SELECT 1 AS one")
+        assert cur.fetchall() == [(1,)]
+        break
+    except Exception:
+        if time.monotonic() - t0 > 10:
+            raise
+        time.sleep(0.2)
+# Logged in: the connection outlives the login time.
+time.sleep(3)
+cur.execute("SELECT 2 AS two")
+assert cur.fetchall() == [(2,)]
+print(round(time.monotonic() - t0, 2))
+"#;
+    let o = Command::new("python3")
+        .args(["-c", script, &addr, &secret])
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    for e in ended {
+        let at = e.join().unwrap().duration_since(t0).as_secs_f64();
+        assert!(
+            (1.5..6.0).contains(&at),
+            "a silent connection ended after {at:.1} s"
+        );
+    }
+}
+
 /// `tip token new` and `tip token revoke` at the same moment: every revocation holds and every
 /// token made is kept, and all share one SCRAM salt (a lost revocation was reported done).
 #[test]
@@ -244,4 +327,123 @@ fn racing_token_changes_lose_nothing() {
         })
         .collect();
     assert_eq!(salts.len(), 1, "{salts:?}");
+}
+
+/// A simple-protocol message of several queries: the answers before its last are held until
+/// the message ends, so together they are held to one answer limit (each alone is within it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_messages_held_answers_share_one_answer_limit() {
+    let env = Env::new();
+    env.ctx().await.run_pipelines(&[]).await.unwrap();
+    let edits = [("max_result_mib = 512", "max_result_mib = 1")];
+    let (server, host, port) = postgres(&env, &edits);
+    let secret = token(&env, &server.cfg, "analyst", None);
+    let id = newest_id(&env, &server, "analyst");
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .args(["-X", "-A", "-t", "-d"])
+            .arg(format!(
+                "host={host} port={port} dbname=tip user={id} password={secret} sslmode=disable"
+            ))
+            .args(["-c", sql])
+            .output()
+            .expect("psql")
+    };
+    let part = "SELECT repeat('x', 1000) FROM generate_series(1, 600)";
+    // One such answer, or two sent apart, are within the limit ...
+    let one = psql(part);
+    assert!(one.status.success(), "{}", stderr(&one));
+    assert_eq!(stdout(&one).lines().count(), 600);
+    let two = psql(&format!("{part}; SELECT 1"));
+    assert!(two.status.success(), "{}", stderr(&two));
+    // ... three held in one message are not.
+    let three = psql(&format!("{part}; {part}; SELECT 1"));
+    assert!(!three.status.success(), "{}", stdout(&three));
+    assert!(
+        stderr(&three).contains("together they are over the answer limit"),
+        "{}",
+        stderr(&three)
+    );
+}
+
+/// A revocation ends an answer that is streaming at its next batch, not at its end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_ends_a_streaming_answer() {
+    let env = Env::new();
+    env.ctx().await.run_pipelines(&[]).await.unwrap();
+    let (server, host, port) = postgres(&env, &[]);
+    let r = doors(&env, &server, &host, &port, "revoked");
+    let rows = r["rows"].as_u64().unwrap();
+    assert!(rows > 0 && rows < 3_000_000, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("revoked"), "{r}");
+}
+
+/// The HTTP port has a connection cap and a deadline for a whole first request: silent
+/// sockets and one that trickles its headers a byte at a time are closed at the login time,
+/// and a real request then gets a place.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_slow_http_connections_lose_their_places_at_the_login_time() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let edits = [
+        ("login_timeout_seconds = 10", "login_timeout_seconds = 2"),
+        ("max_http_connections = 256", "max_http_connections = 8"),
+    ];
+    let (server, _) = start_full(&env, false, &edits, &[]);
+    let t0 = std::time::Instant::now();
+    let ended: Vec<_> = (0..8)
+        .map(|i| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(&addr).unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+                    .unwrap();
+                let slow = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa";
+                let mut buf = [0u8; 1024];
+                for k in 0..100 {
+                    // One socket trickles its headers, a byte every 300 ms; the others say
+                    // nothing.
+                    if i == 0 && k < slow.len() && s.write_all(&slow[k..k + 1]).is_err() {
+                        return std::time::Instant::now();
+                    }
+                    match s.read(&mut buf) {
+                        Ok(0) => return std::time::Instant::now(),
+                        Ok(_) => continue,
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::WouldBlock
+                                || e.kind() == std::io::ErrorKind::TimedOut =>
+                        {
+                            continue;
+                        }
+                        Err(_) => return std::time::Instant::now(),
+                    }
+                }
+                std::time::Instant::now()
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut answered = None;
+    while t0.elapsed() < std::time::Duration::from_secs(8) {
+        let ok = std::panic::catch_unwind(|| crate::serve::get(&server, "/healthz", "none"));
+        if let Ok(r) = ok
+            && r.status == 200
+        {
+            answered = Some(t0.elapsed().as_secs_f64());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let answered = answered.expect("no answer within 8 s while the places were held");
+    assert!(
+        answered < 4.5,
+        "the first answer came after {answered:.1} s"
+    );
+    for e in ended {
+        let at = e.join().unwrap().duration_since(t0).as_secs_f64();
+        assert!(
+            (1.5..6.0).contains(&at),
+            "an idle or slow connection ended after {at:.1} s"
+        );
+    }
 }

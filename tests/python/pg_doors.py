@@ -197,4 +197,49 @@ def prepared():
     print(json.dumps(out))
 
 
-{"statements": statements, "giants": giants, "prepared": prepared}[check]()
+def revoked():
+    """Logs in with psycopg, then speaks the protocol on its socket: sends a query with a long
+    answer, reads a little and stops reading (the server blocks on a full socket, mid-answer),
+    revokes the token (the command in REVOKE_CMD, JSON), then reads on: the answer must end
+    with an error, long before its last row."""
+    import os
+    import subprocess
+
+    total = 4_000_000
+    conn = connect()
+    s = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    s.setblocking(True)
+    q = f"SELECT * FROM generate_series(1, {total})".encode() + b"\0"
+    s.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+    buf = b""
+    while len(buf) < 65536:
+        buf += s.recv(65536)
+    time.sleep(2)  # the server fills the socket and waits
+    subprocess.run(json.loads(os.environ["REVOKE_CMD"]), check=True, capture_output=True)
+    rows, error = 0, None
+    s.settimeout(60)
+    while True:
+        while len(buf) < 5:
+            more = s.recv(1 << 20)
+            if not more:
+                break
+            buf += more
+        if len(buf) < 5:
+            break
+        tag, n = buf[0:1], struct.unpack("!I", buf[1:5])[0]
+        while len(buf) < 1 + n:
+            more = s.recv(1 << 20)
+            if not more:
+                break
+            buf += more
+        body, buf = buf[5 : 1 + n], buf[1 + n :]
+        if tag == b"D":
+            rows += 1
+        elif tag == b"E":
+            error = body.decode(errors="replace")
+        elif tag == b"Z":
+            break
+    print(json.dumps({"rows": rows, "total": total, "error": error}))
+
+
+{"statements": statements, "giants": giants, "prepared": prepared, "revoked": revoked}[check]()

@@ -115,7 +115,11 @@ async fn respond(
                 .map_err(core_error)?;
             let plain = Arc::new(plain_schema(&answer.schema()));
             let fields = fields(&plain, out.format, out.options)?;
-            let rows = rows(answer, plain, fields.clone(), turn);
+            let live = Live {
+                st: st.clone(),
+                token_id: rec.id.clone(),
+            };
+            let rows = rows(answer, plain, fields.clone(), turn, live);
             Response::Query(QueryResponse::new(fields, rows))
         }
     })
@@ -145,19 +149,49 @@ fn fields(
     Ok(Arc::new(fields))
 }
 
+/// The token an answer is read for, checked again before each of its batches: a revocation
+/// ends an answer that is streaming (a suspended portal included) at its next batch.
+struct Live {
+    st: Shared,
+    token_id: String,
+}
+
+impl Live {
+    fn check(&self) -> PgWireResult<()> {
+        match self.st.app.tokens().live_by_id(&self.token_id) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(pg_error(
+                "FATAL",
+                "28000",
+                "the token was revoked: the answer ends here",
+            )),
+            Err(_) => Err(pg_error("FATAL", "XX000", "the token store cannot be read")),
+        }
+    }
+}
+
 /// The answer's batches as rows, a batch at a time; an error or a limit ends the rows with
-/// its error. The turn ends with the rows (or at the time limit).
+/// its error, and so does a revocation of the token (checked before each batch). The turn
+/// ends with the rows (or at the time limit).
 fn rows(
     answer: AuditedAnswer,
     plain: SchemaRef,
     fields: Arc<Vec<FieldInfo>>,
     turn: Arc<Turn>,
+    live: Live,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    let live = Arc::new(live);
     futures::stream::unfold(Some((answer, turn)), move |state| {
-        let (fields, plain) = (fields.clone(), plain.clone());
+        let (fields, plain, live) = (fields.clone(), plain.clone(), live.clone());
         async move {
             let (mut answer, turn) = state?;
-            match answer.next().await {
+            let next = answer.next().await;
+            if next.as_ref().is_some_and(|b| b.is_ok())
+                && let Err(e) = live.check()
+            {
+                return Some((futures::stream::iter(vec![Err(e)]), None));
+            }
+            match next {
                 Some(Ok(b)) => {
                     let rows: Vec<PgWireResult<DataRow>> = match unpack(b, &plain) {
                         // An encoder's error may hold the column's values: never passed on.
