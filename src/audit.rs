@@ -28,12 +28,12 @@ impl AuditLog {
         }
     }
 
-    /// The file of the log's own key (`<log>.key`, 32 random bytes in hex, readable by its
-    /// owner only), made at the first statement hash. It is not the pseudonymisation key: an
-    /// analysts' server holds it, and it reveals nothing about people.
+    /// The file of the log's own secret (`<log>.hmac`, 32 random bytes in hex, readable by
+    /// its owner only), made at the first statement hash. It is not the pseudonymisation key:
+    /// an analysts' server holds it, and it reveals nothing about people.
     pub fn key_path(&self) -> PathBuf {
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".key");
+        name.push(".hmac");
         self.path.with_file_name(name)
     }
 

@@ -114,6 +114,10 @@ impl App {
                 audit: crate::audit::AuditLog::new(self.audit.path()),
                 fields,
                 recorded: false,
+                live: match actor {
+                    Actor::Token(t, _) => Some((self.tokens(), t.id.clone())),
+                    _ => None,
+                },
             }),
             Err(e) => {
                 self.record_unanswered(fields, status_of(&e))?;
@@ -166,6 +170,17 @@ impl App {
             return e;
         }
         QueryError::Refused(why.into()).into()
+    }
+
+    /// A statement a door refused before it reached the gate (too long or too deep for the
+    /// parser, too many in one message), with its audit record (`refused` or `limit`).
+    pub fn refused_before_gate(&self, sql: &str, actor: Actor<'_>, e: QueryError) -> AppError {
+        if let Err(audit) =
+            self.record_unanswered(sql_fields(&self.audit, sql, actor), status_of(&e))
+        {
+            return audit;
+        }
+        e.into()
     }
 
     /// Refuses, with its audit record, a statement a protocol sends as a change (Flight SQL's
@@ -332,12 +347,16 @@ fn status_of(e: &QueryError) -> &'static str {
     }
 }
 
-/// An analyst's answer that leaves its audit record when it ends.
+/// An analyst's answer that leaves its audit record when it ends. An answer to a token is
+/// read only while the token lives: it is checked again before each batch, so a revocation
+/// ends an answer that is streaming — through any door, a suspended Postgres portal included —
+/// at its next batch (audited as `revoked`).
 pub struct AuditedAnswer {
     answer: Answer,
     audit: crate::audit::AuditLog,
     fields: serde_json::Map<String, serde_json::Value>,
     recorded: bool,
+    live: Option<(crate::access::TokenStore, String)>,
 }
 
 impl AuditedAnswer {
@@ -348,12 +367,32 @@ impl AuditedAnswer {
     /// The next batch; None once the answer is complete and its audit record written.
     pub async fn next(&mut self) -> Option<Result<RecordBatch, AppError>> {
         match self.answer.next().await {
-            Some(Ok(b)) => Some(Ok(b)),
+            Some(Ok(b)) => match self.token_lives() {
+                Ok(()) => Some(Ok(b)),
+                Err(e) => {
+                    let _ = self.finish("revoked");
+                    Some(Err(e))
+                }
+            },
             Some(Err(e)) => {
                 let _ = self.finish(status_of(&e));
                 Some(Err(e.into()))
             }
             None => self.finish("ok").err().map(Err),
+        }
+    }
+
+    fn token_lives(&self) -> Result<(), AppError> {
+        let Some((store, id)) = &self.live else {
+            return Ok(());
+        };
+        match store.live_by_id(id) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(QueryError::Refused(
+                "the token was revoked: the answer ends here".into(),
+            )
+            .into()),
+            Err(e) => Err(e.into()),
         }
     }
 

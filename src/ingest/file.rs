@@ -237,23 +237,27 @@ impl Commit<'_> {
         };
         let metadata = self.metadata(&self.ledger_row(report, "{}".into()))?;
         let version = match self.sub.mode {
-            Mode::Withdraw => {
-                self.ing
-                    .lake
-                    .delete_where(
-                        &record.table,
-                        record.stored_schema(),
-                        &scope,
-                        &read,
-                        metadata,
-                    )
-                    .await?
-            }
+            Mode::Withdraw => self.withdraw(&scope, &read, metadata).await?,
             _ => self.write(one, &scope, &read, metadata).await?,
         };
         report.table_version = Some(version);
         report.commits.push((record.table.clone(), version));
         Ok(())
+    }
+
+    /// A withdrawal: the commit removes the rows in `scope` and adds none.
+    async fn withdraw(
+        &self,
+        scope: &lake::Scope<'_>,
+        read: &lake::ScopeRead,
+        metadata: Vec<(String, serde_json::Value)>,
+    ) -> Result<i64, IngestError> {
+        let record = &self.job.record;
+        let schema = record.stored_schema();
+        let lake = &self.ing.lake;
+        Ok(lake
+            .delete_where(&record.table, schema, scope, read, metadata)
+            .await?)
     }
 
     /// The spill's accepted rows stream into the commit.

@@ -628,7 +628,8 @@ impl Lake {
     }
 
     /// Appends rows to a table in one commit. With `metadata` that carries a submission id,
-    /// the rows are appended once: a retry after an ambiguous failure finds them.
+    /// the rows are appended once: a retry after an ambiguous failure, or a second writer of
+    /// the same rows, finds them.
     pub async fn append(
         &self,
         table_name: &str,
@@ -638,6 +639,13 @@ impl Lake {
         let table = self.table(table_name, None).await?;
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(table.version().map(|v| v as i64).unwrap_or(-1));
+        }
+        // Appended once: another writer may have written the same rows meanwhile (a starting
+        // writer restores the ledger row of a data commit it finds without one, while the
+        // writer that made the commit is about to write it). Two at the same moment conflict
+        // on the submission's Delta transaction, and the loser finds the winner's.
+        if let Some(v) = self.landed(table_name, &metadata).await {
+            return Ok(v);
         }
         let written = table
             .write(batches)

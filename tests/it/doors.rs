@@ -364,6 +364,33 @@ async fn a_messages_held_answers_share_one_answer_limit() {
         "{}",
         stderr(&three)
     );
+    // Refusals before the gate (too many queries in one message, a statement too long for
+    // the parser) leave their audit record too, naming the door.
+    let many = psql(&vec!["SELECT 1"; 17].join("; "));
+    assert!(!many.status.success());
+    // Longer than a command line takes: from a file (one statement, one message).
+    let file = env.path("long.sql");
+    std::fs::write(&file, format!("SELECT '{}';", "x".repeat(700_000))).unwrap();
+    let long = Command::new("psql")
+        .args(["-X", "-A", "-t", "-d"])
+        .arg(format!(
+            "host={host} port={port} dbname=tip user={id} password={secret} sslmode=disable"
+        ))
+        .args(["-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&file)
+        .output()
+        .expect("psql");
+    assert!(!long.status.success());
+    assert!(
+        stderr(&long).contains("max_sql_tokens"),
+        "{}",
+        stderr(&long)
+    );
+    let limits = audit(&env)
+        .into_iter()
+        .filter(|a| a["event"] == "sql" && a["door"] == "postgres" && a["status"] == "limit")
+        .count();
+    assert!(limits >= 2, "{limits} limit records");
 }
 
 /// A revocation ends an answer that is streaming at its next batch, not at its end.

@@ -27,8 +27,8 @@ use super::{Shared, caller, core_error, pg_error};
 use crate::access::TokenRecord;
 use crate::app::analysis::AuditedAnswer;
 use crate::app::{Actor, Door};
-use crate::query::Limits;
 use crate::query::pg::{self, Described, Params, PgStatement};
+use crate::query::{Limits, QueryError};
 use crate::serve::sql::Turn;
 
 /// A statement of the extended protocol, as Parse left it.
@@ -115,11 +115,7 @@ async fn respond(
                 .map_err(core_error)?;
             let plain = Arc::new(plain_schema(&answer.schema()));
             let fields = fields(&plain, out.format, out.options)?;
-            let live = Live {
-                st: st.clone(),
-                token_id: rec.id.clone(),
-            };
-            let rows = rows(answer, plain, fields.clone(), turn, live);
+            let rows = rows(answer, plain, fields.clone(), turn);
             Response::Query(QueryResponse::new(fields, rows))
         }
     })
@@ -149,49 +145,20 @@ fn fields(
     Ok(Arc::new(fields))
 }
 
-/// The token an answer is read for, checked again before each of its batches: a revocation
-/// ends an answer that is streaming (a suspended portal included) at its next batch.
-struct Live {
-    st: Shared,
-    token_id: String,
-}
-
-impl Live {
-    fn check(&self) -> PgWireResult<()> {
-        match self.st.app.tokens().live_by_id(&self.token_id) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(pg_error(
-                "FATAL",
-                "28000",
-                "the token was revoked: the answer ends here",
-            )),
-            Err(_) => Err(pg_error("FATAL", "XX000", "the token store cannot be read")),
-        }
-    }
-}
-
 /// The answer's batches as rows, a batch at a time; an error or a limit ends the rows with
-/// its error, and so does a revocation of the token (checked before each batch). The turn
-/// ends with the rows (or at the time limit).
+/// its error, and so does a revocation of the token (the core checks it before each batch).
+/// The turn ends with the rows (or at the time limit).
 fn rows(
     answer: AuditedAnswer,
     plain: SchemaRef,
     fields: Arc<Vec<FieldInfo>>,
     turn: Arc<Turn>,
-    live: Live,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
-    let live = Arc::new(live);
     futures::stream::unfold(Some((answer, turn)), move |state| {
-        let (fields, plain, live) = (fields.clone(), plain.clone(), live.clone());
+        let (fields, plain) = (fields.clone(), plain.clone());
         async move {
             let (mut answer, turn) = state?;
-            let next = answer.next().await;
-            if next.as_ref().is_some_and(|b| b.is_ok())
-                && let Err(e) = live.check()
-            {
-                return Some((futures::stream::iter(vec![Err(e)]), None));
-            }
-            match next {
+            match answer.next().await {
                 Some(Ok(b)) => {
                     let rows: Vec<PgWireResult<DataRow>> = match unpack(b, &plain) {
                         // An encoder's error may hold the column's values: never passed on.
@@ -343,8 +310,10 @@ impl SimpleQueryHandler for Queries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let rec = caller(&self.st, client)?;
-        let statements =
-            pg::statements(query, &limits(&self.st)).map_err(|e| core_error(e.into()))?;
+        let actor = Actor::Token(&rec, Door::Postgres);
+        let app = &self.st.app;
+        let statements = pg::statements(query, &limits(&self.st))
+            .map_err(|e| core_error(app.refused_before_gate(query, actor, e)))?;
         if statements.is_empty() {
             // A comment alone (pgx's `-- ping`): as Postgres answers it.
             return Ok(vec![Response::EmptyQuery]);
@@ -354,13 +323,10 @@ impl SimpleQueryHandler for Queries {
             .filter(|s| matches!(s, PgStatement::Query(_)))
             .count();
         if queries > MAX_QUERIES_PER_MESSAGE {
-            return Err(pg_error(
-                "ERROR",
-                "54000",
-                format!(
-                    "at most {MAX_QUERIES_PER_MESSAGE} queries in one message: send them apart"
-                ),
+            let e = QueryError::Limit(format!(
+                "at most {MAX_QUERIES_PER_MESSAGE} queries in one message: send them apart"
             ));
+            return Err(core_error(app.refused_before_gate(query, actor, e)));
         }
         // Each query takes a turn of its own, one after the other: the answers before the last
         // are read whole within their turn (and within one answer limit for all of them), so
@@ -414,8 +380,9 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let rec = caller(&self.st, client)?;
-        let mut statements =
-            pg::statements(sql, &limits(&self.st)).map_err(|e| core_error(e.into()))?;
+        let actor = Actor::Token(&rec, Door::Postgres);
+        let mut statements = pg::statements(sql, &limits(&self.st))
+            .map_err(|e| core_error(self.st.app.refused_before_gate(sql, actor, e)))?;
         if statements.len() > 1 {
             return Err(pg_error(
                 "ERROR",
