@@ -1,5 +1,5 @@
-//! The analysts' protocol ports (Flight SQL, Postgres): TLS from the configured PEM files,
-//! the refusal to answer in plain text outside loopback, and the bound on open connections.
+//! The server's ports: TLS from the configured PEM files, the refusal to answer analysts in
+//! plain text outside loopback, the bound on open connections, and the login deadline.
 
 use std::future::Future;
 use std::io;
@@ -101,8 +101,16 @@ struct Watch {
 }
 
 impl Drop for Watch {
+    /// Forgets this connection (and only it: a new connection from the same address may
+    /// already be registered).
     fn drop(&mut self) {
-        self.logins.lock().remove(&self.peer);
+        let mut logins = self.logins.lock();
+        if logins
+            .get(&self.peer)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.authorised))
+        {
+            logins.remove(&self.peer);
+        }
     }
 }
 
@@ -151,7 +159,11 @@ pub async fn accept(listener: &TcpListener, places: &Arc<Semaphore>, what: &str)
                 };
             }
             Err(_) => {
-                eprintln!("tip serve ({what}): connection refused: serve.max_connections reached");
+                let limit = match what {
+                    "HTTP" => "serve.max_http_connections",
+                    _ => "serve.max_connections",
+                };
+                eprintln!("tip serve ({what}): connection refused: {limit} reached");
                 drop(io);
             }
         }
