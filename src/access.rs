@@ -104,21 +104,12 @@ impl TokenStore {
         &self,
         change: impl FnOnce(&mut Vec<TokenRecord>) -> Result<Option<T>, TokenError>,
     ) -> Result<Option<T>, TokenError> {
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
+        let dir = self.dir()?;
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
         name.push(".lock");
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
+        crate::util::owner_only(&mut opts);
         let lock = opts.open(dir.join(name)).map_err(|e| self.err(e))?;
         lock.lock().map_err(|e| self.err(e))?;
         let mut all = self.load()?;
@@ -130,21 +121,23 @@ impl TokenStore {
         // The lock is released when `lock` closes.
     }
 
-    fn save(&self, records: &[TokenRecord]) -> Result<(), TokenError> {
+    /// The store's directory, made if missing.
+    fn dir(&self) -> Result<&Path, TokenError> {
         let dir = self
             .path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
+        Ok(dir)
+    }
+
+    fn save(&self, records: &[TokenRecord]) -> Result<(), TokenError> {
+        let dir = self.dir()?;
         let tmp = dir.join(format!(".tokens-{}", uuid::Uuid::new_v4()));
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
+        crate::util::owner_only(&mut opts);
         let bytes = serde_json::to_vec_pretty(records).map_err(|e| self.err(e))?;
         let res = opts
             .open(&tmp)

@@ -70,11 +70,7 @@ impl AuditLog {
         crate::util::random::fill(&mut key);
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
+        crate::util::owner_only(&mut opts);
         match opts.open(&path) {
             Ok(mut f) => {
                 f.write_all(hex::encode(key).as_bytes())?;
@@ -112,11 +108,7 @@ impl AuditLog {
         }
         let mut opts = std::fs::OpenOptions::new();
         opts.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
+        crate::util::owner_only(&mut opts);
         let mut f = opts.open(&self.path)?;
         // One write per line: concurrent appenders (O_APPEND) never interleave within a line.
         f.write_all(line.as_bytes())

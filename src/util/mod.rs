@@ -21,3 +21,13 @@ impl Progress {
         self.rows.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
+
+/// Files only their owner may read or write (tokens, keys, the audit log and its secret).
+pub fn owner_only(opts: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts
+}

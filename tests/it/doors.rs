@@ -6,6 +6,7 @@
 use std::process::Command;
 
 use crate::common::{Env, repo, stderr, stdout};
+use crate::postgres::token_id;
 use crate::serve::{Server, start_full, token};
 
 /// The server with a Postgres port, and that port's host and number.
@@ -19,22 +20,10 @@ fn postgres(env: &Env, edits: &[(&str, &str)]) -> (Server, String, String) {
     (server, host.to_string(), port.to_string())
 }
 
-/// The id of the newest token of `role`.
-fn newest_id(env: &Env, server: &Server, role: &str) -> String {
-    let o = env.tip(&["--config", server.cfg.to_str().unwrap(), "token", "list"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o)
-        .lines()
-        .rfind(|l| l.split_whitespace().nth(1) == Some(role))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("a token of the role")
-        .to_string()
-}
-
 /// `tests/python/pg_doors.py CHECK` against the server, its JSON line.
 fn doors(env: &Env, server: &Server, host: &str, port: &str, check: &str) -> serde_json::Value {
     let secret = token(env, &server.cfg, "analyst", None);
-    let id = newest_id(env, server, "analyst");
+    let id = token_id(env, &server.cfg, "analyst");
     let revoke = serde_json::json!([
         env!("CARGO_BIN_EXE_tip"),
         "--config",
@@ -152,7 +141,7 @@ async fn silent_sockets_lose_their_places_at_the_login_time() {
     ];
     let (server, host, port) = postgres(&env, &edits);
     let secret = token(&env, &server.cfg, "analyst", None);
-    let id = newest_id(&env, &server, "analyst");
+    let id = token_id(&env, &server.cfg, "analyst");
     let silent: Vec<std::net::TcpStream> = (0..8)
         .map(|_| std::net::TcpStream::connect(format!("{host}:{port}")).unwrap())
         .collect();
@@ -338,7 +327,7 @@ async fn a_messages_held_answers_share_one_answer_limit() {
     let edits = [("max_result_mib = 512", "max_result_mib = 1")];
     let (server, host, port) = postgres(&env, &edits);
     let secret = token(&env, &server.cfg, "analyst", None);
-    let id = newest_id(&env, &server, "analyst");
+    let id = token_id(&env, &server.cfg, "analyst");
     let psql = |sql: &str| {
         Command::new("psql")
             .args(["-X", "-A", "-t", "-d"])

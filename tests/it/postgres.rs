@@ -9,7 +9,7 @@ use crate::common::{Env, repo, stderr, stdout};
 use crate::serve::{relation_answers, start_full, token};
 
 /// The id of the newest token of `role` (`tip token list`).
-fn token_id(env: &Env, cfg: &std::path::Path, role: &str) -> String {
+pub(crate) fn token_id(env: &Env, cfg: &std::path::Path, role: &str) -> String {
     let o = env.tip(&["--config", cfg.to_str().unwrap(), "token", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o)
